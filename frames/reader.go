@@ -15,10 +15,20 @@ const (
 	// the pool.
 	inlineSize = 256
 
-	// readAhead is the smallest pooled buffer the Reader takes when a frame
-	// does not fit inline: big enough that bulk DATA arrives several frames
-	// per Read.
-	readAhead = 64 << 10
+	// minPooled is the smallest pooled buffer the Reader takes when a frame
+	// does not fit inline: two default-size frames, so a bulk stream of
+	// 16 KiB DATA frames cycles through 32 KiB (L1-sized on current CPUs)
+	// and compacts at most every other frame.
+	minPooled = 32 << 10
+
+	// Read-ahead bounds. A read never asks for more than the bytes still
+	// missing plus this much: a read for a frame header may take a whole
+	// default-size frame and the following header with it; a read for a
+	// known payload stops shortly after the payload ends. Compaction (moving
+	// a partial frame to the buffer's front) then copies at most a few
+	// hundred bytes, where unbounded read-ahead copied up to a frame.
+	headerReadAhead  = DefaultMaxFrameSize + HeaderLen
+	payloadReadAhead = 512
 
 	// DefaultMaxHeaderBlockSize bounds an assembled field block (HEADERS or
 	// PUSH_PROMISE plus CONTINUATION frames), compressed bytes.
@@ -58,6 +68,10 @@ type Reader struct {
 	blk        *bufpool.Buf // assembled block bytes, released on the next read
 
 	last *frameBase // frame handed out last, invalidated on the next read
+	// lastBig: the last frame read did not fit the inline buffer. While
+	// frames are big the pooled buffer is kept even when drained, so bulk
+	// DATA does not take and return it per frame.
+	lastBig bool
 	err  error      // sticky: an I/O error or a ConnError
 
 	data         DataFrame
@@ -122,9 +136,20 @@ func (r *Reader) SetDebugPoison(on bool) { r.poison = on }
 func (r *Reader) Buffered() int { return r.wpos - r.rpos }
 
 // Release ends the lifetime of the last frame returned and gives back pooled
-// memory that holds no pending bytes. ReadFrame calls it first; call it
-// directly before a long wait so an idle connection pins no pool buffer.
+// memory that holds no pending bytes, unless the last frame was too big for
+// the inline buffer (bulk data keeps its buffer between frames). ReadFrame
+// calls it first. An idle connection therefore holds a pooled buffer at most
+// until its next small frame (a heartbeat PING, say), or until
+// ReleaseAll.
 func (r *Reader) Release() {
+	r.release(r.lastBig)
+}
+
+// ReleaseAll is Release that also gives back a drained buffer after big
+// frames: for a caller that knows the connection is going quiet.
+func (r *Reader) ReleaseAll() { r.release(false) }
+
+func (r *Reader) release(keep bool) {
 	if r.last != nil {
 		r.last.valid = false
 		r.last = nil
@@ -141,7 +166,7 @@ func (r *Reader) Release() {
 	}
 	if r.rpos == r.wpos {
 		r.rpos, r.wpos = 0, 0
-		if r.pb != nil {
+		if r.pb != nil && !keep {
 			bufpool.Put(r.pb)
 			r.pb = nil
 			r.buf = r.inline[:]
@@ -156,7 +181,7 @@ func (r *Reader) ReadPreface() error {
 		return r.err
 	}
 	r.Release()
-	if err := r.fill(len(ClientPreface)); err != nil {
+	if err := r.fill(len(ClientPreface), payloadReadAhead); err != nil {
 		r.err = err
 		return err
 	}
@@ -206,7 +231,7 @@ func (r *Reader) ReadFrame() (Frame, error) {
 
 // next reads one frame header and its payload. The payload aliases r.buf.
 func (r *Reader) next() (FrameHeader, []byte, error) {
-	if err := r.fill(HeaderLen); err != nil {
+	if err := r.fill(HeaderLen, headerReadAhead); err != nil {
 		return FrameHeader{}, nil, err
 	}
 	fh := ParseHeader(r.buf[r.rpos:])
@@ -217,23 +242,26 @@ func (r *Reader) next() (FrameHeader, []byte, error) {
 		return fh, nil, ConnError{ErrCodeFrameSize, "frame larger than SETTINGS_MAX_FRAME_SIZE"}
 	}
 	n := HeaderLen + int(fh.Length)
-	if err := r.fill(n); err != nil {
+	if err := r.fill(n, payloadReadAhead); err != nil {
 		return fh, nil, err
 	}
 	p := r.buf[r.rpos+HeaderLen : r.rpos+n]
 	r.rpos += n
+	r.lastBig = n > inlineSize
 	return fh, p, nil
 }
 
 // fill makes at least n unread bytes available in r.buf, moving or growing
-// the buffer as needed. It must only be called when no frame is live.
-func (r *Reader) fill(n int) error {
+// the buffer as needed, reading at most ahead bytes past them. It must only
+// be called when no frame is live.
+func (r *Reader) fill(n, ahead int) error {
 	for r.wpos-r.rpos < n {
 		if r.rpos+n > len(r.buf) {
 			r.makeRoom(n)
 		}
-		m, err := r.src.Read(r.buf[r.wpos:])
-		if m < 0 || m > len(r.buf)-r.wpos {
+		end := min(len(r.buf), r.rpos+n+ahead)
+		m, err := r.src.Read(r.buf[r.wpos:end])
+		if m < 0 || m > end-r.wpos {
 			return io.ErrNoProgress // a broken io.Reader; do not trust it
 		}
 		r.wpos += m
@@ -256,7 +284,7 @@ func (r *Reader) makeRoom(n int) {
 	if n <= len(r.buf) {
 		copy(r.buf, pending)
 	} else {
-		pb := bufpool.Get(max(n, readAhead))
+		pb := bufpool.Get(max(n+payloadReadAhead, minPooled))
 		copy(pb.B, pending)
 		if r.pb != nil {
 			if r.poison {

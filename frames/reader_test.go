@@ -370,8 +370,23 @@ func TestReader_IdleHoldsNoPoolBuffer(t *testing.T) {
 		t.Fatal("a 10000-byte frame should come through a pooled buffer")
 	}
 	r.Release()
+	if r.pb == nil {
+		t.Fatal("pooled buffer given back between big frames")
+	}
+	r.ReleaseAll()
 	if r.pb != nil {
-		t.Fatal("pooled buffer held while idle")
+		t.Fatal("pooled buffer held after ReleaseAll")
+	}
+	// After a small frame, a drained Reader holds nothing.
+	r = NewReader(bytes.NewReader(cat(raw(FrameData, 0, 1, make([]byte, 10000)), raw(FramePing, 0, 0, make([]byte, 8)))))
+	for range 2 {
+		if _, err := r.ReadFrame(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Release()
+	if r.pb != nil {
+		t.Fatal("pooled buffer held while idle after a small frame")
 	}
 }
 

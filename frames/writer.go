@@ -26,7 +26,10 @@ const (
 // Frames are appended by the Write* methods and reach the io.Writer on Flush,
 // or earlier when the batch passes its size limit. A Writer is not safe for
 // concurrent use: the engine gives it to one writer goroutine. A write error
-// is sticky. The Writer holds a pooled buffer only while frames are pending.
+// is sticky. The batch buffer is pooled: the Writer takes it at the first
+// frame and keeps it across Flushes until Release, which the writer
+// goroutine calls when it has nothing more to send, so an idle connection
+// pins no buffer.
 //
 // The Write* methods check their arguments against RFC 9113 and return an
 // error without writing anything for a frame that would be illegal (a bug of
@@ -92,7 +95,8 @@ func (w *Writer) Buffered() int {
 func (w *Writer) Err() error { return w.err }
 
 // Flush writes everything pending with one Write, or one vectored write if
-// zero-copy frames are queued, and releases the batch buffer.
+// zero-copy frames are queued. It keeps the batch buffer for the next
+// batch; see Release.
 func (w *Writer) Flush() error {
 	if w.err != nil {
 		return w.err
@@ -125,12 +129,21 @@ func (w *Writer) Flush() error {
 		clear(w.segs)
 		w.segs = w.segs[:0]
 	}
-	if w.pb != nil {
-		bufpool.Put(w.pb)
-		w.pb, w.n = nil, 0
-	}
+	w.n = 0
 	if err != nil {
 		w.err = err
+		w.Release()
+	}
+	return err
+}
+
+// Release flushes and gives the batch buffer back to its pool. Call it
+// when the connection goes quiet; the next frame takes a buffer again.
+func (w *Writer) Release() error {
+	err := w.Flush()
+	if w.pb != nil && w.n == 0 {
+		bufpool.Put(w.pb)
+		w.pb = nil
 	}
 	return err
 }
