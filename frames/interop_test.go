@@ -189,7 +189,9 @@ func interopCases() []interopCase {
 			xnet: func(f *http2.Framer) error { return f.WriteDataPadded(5, true, []byte("abc"), make([]byte, 255)) },
 			want: []norm{{Type: FrameData, Flags: FlagDataPadded | FlagDataEndStream, StreamID: 5, Length: 259, Payload: "abc"}}},
 		{name: "DATA/padded_at_limit",
-			ours: func(w *Writer) error { return w.WriteDataPadded(7, false, []byte(max16[:DefaultMaxFrameSize-256]), 255) },
+			ours: func(w *Writer) error {
+				return w.WriteDataPadded(7, false, []byte(max16[:DefaultMaxFrameSize-256]), 255)
+			},
 			xnet: func(f *http2.Framer) error {
 				return f.WriteDataPadded(7, false, []byte(max16[:DefaultMaxFrameSize-256]), make([]byte, 255))
 			},
@@ -322,7 +324,9 @@ func interopCases() []interopCase {
 			want: []norm{{Type: FrameGoAway, Length: 8, LastID: maxStreamID}}},
 		{name: "GOAWAY/debug",
 			ours: func(w *Writer) error { return w.WriteGoAway(7, ErrCodeEnhanceYourCalm, []byte("calm down")) },
-			xnet: func(f *http2.Framer) error { return f.WriteGoAway(7, http2.ErrCodeEnhanceYourCalm, []byte("calm down")) },
+			xnet: func(f *http2.Framer) error {
+				return f.WriteGoAway(7, http2.ErrCodeEnhanceYourCalm, []byte("calm down"))
+			},
 			want: []norm{{Type: FrameGoAway, Length: 17, LastID: 7, Code: ErrCodeEnhanceYourCalm, Payload: "calm down"}}},
 		{name: "WINDOW_UPDATE/connection_max",
 			ours: func(w *Writer) error { return w.WriteWindowUpdate(0, MaxWindowSize) },
@@ -377,8 +381,8 @@ func TestInterop_Framer(t *testing.T) {
 			}
 			for _, got := range [][]norm{
 				readAllXnet(t, ob, mf, c.xnetNoOrderCheck), // ours → x/net
-				readAllOurs(t, xb, mf), // x/net → ours
-				readAllOurs(t, ob, mf), // ours → ours
+				readAllOurs(t, xb, mf),                     // x/net → ours
+				readAllOurs(t, ob, mf),                     // ours → ours
 			} {
 				if !reflect.DeepEqual(got, c.want) {
 					t.Fatalf("read:\n got %+v\nwant %+v", truncNorm(got), truncNorm(c.want))
@@ -490,4 +494,3 @@ func truncNorm(ns []norm) []norm {
 	}
 	return out
 }
-

@@ -72,7 +72,7 @@ type Reader struct {
 	// frames are big the pooled buffer is kept even when drained, so bulk
 	// DATA does not take and return it per frame.
 	lastBig bool
-	err  error      // sticky: an I/O error or a ConnError
+	err     error // sticky: an I/O error or a ConnError
 
 	data         DataFrame
 	headers      HeadersFrame
