@@ -135,6 +135,12 @@ func (r *Reader) SetDebugPoison(on bool) { r.poison = on }
 // complete without blocking.
 func (r *Reader) Buffered() int { return r.wpos - r.rpos }
 
+// Partial reports whether the Reader is in the middle of something: bytes
+// of an incomplete frame are buffered, or a field block awaits its
+// CONTINUATION frames. A connection uses it to tell a slow peer (partial
+// frame: a short deadline) from an idle one.
+func (r *Reader) Partial() bool { return r.wpos > r.rpos || r.contStream != 0 }
+
 // Release ends the lifetime of the last frame returned and gives back pooled
 // memory that holds no pending bytes, unless the last frame was too big for
 // the inline buffer (bulk data keeps its buffer between frames). ReadFrame

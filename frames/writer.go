@@ -503,6 +503,16 @@ func (w *Writer) WriteContinuation(streamID uint32, endHeaders bool, frag []byte
 	return nil
 }
 
+// WritePreface appends the client connection preface (§3.4).
+func (w *Writer) WritePreface() error {
+	b, err := w.alloc(len(ClientPreface))
+	if err != nil {
+		return err
+	}
+	copy(b, ClientPreface)
+	return nil
+}
+
 // WriteRawFrame appends a frame with any type, flags, stream and payload,
 // checking nothing but the length field's 24 bits. For tests and for
 // extension frame types.
