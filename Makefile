@@ -1,12 +1,15 @@
 # culvert — the two commands a newcomer needs are `make demo` and `make test`.
 
+SHELL       := bash
+.SHELLFLAGS := -eu -o pipefail -c
+
 GO       ?= go
 PKGS     ?= ./...
 FUZZTIME ?= 30s
 BENCHTIME ?= 1s
 COUNT    ?= 1
 
-.PHONY: all demo test lint fmt-check vet unit fuzz bench bench-all tools
+.PHONY: all demo test lint fmt-check vet unit fuzz bench bench-all tools h2spec
 
 all: test
 
@@ -17,20 +20,21 @@ demo:
 	@echo
 	$(GO) test -run '^$$' -bench 'BenchmarkCodec' -benchmem -benchtime 200ms ./bench/
 
-## test: formatting, vet, and the unit tests under the race detector.
-test: fmt-check vet unit
+## test: formatting, vet, and the unit tests under the race detector
+## (h2spec included: the tools target installs it).
+test: tools fmt-check vet unit
 
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet $(PKGS)
 
 unit:
-	$(GO) test -race -shuffle=on $(PKGS)
+	H2SPEC=$(H2SPEC) $(GO) test -race -shuffle=on $(PKGS)
 	# allocation contracts are checked without -race (it allocates)
-	$(GO) test -run 'NoAlloc' -count=1 $(PKGS)
+	$(GO) test -run 'Alloc' -count=1 $(PKGS)
 
 lint: fmt-check vet
 
@@ -55,6 +59,22 @@ bench:
 bench-all:
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS)
 
-## tools: what the perf work needs (benchstat).
-tools:
+## tools: external programs the tests and benchmarks drive, installed by
+## name and version (h2spec: the HTTP/2 conformance suite; benchstat).
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+H2SPEC    := $(GOBIN_DIR)/h2spec
+BENCHSTAT := $(GOBIN_DIR)/benchstat
+
+tools: $(H2SPEC) $(BENCHSTAT)
+
+$(H2SPEC):
+	$(GO) install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
+
+$(BENCHSTAT):
 	$(GO) install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+
+## h2spec: the conformance suite against the engine's server role, h2c and
+## TLS, normal and --strict; prints h2spec's own summary lines.
+h2spec: $(H2SPEC)
+	@H2SPEC=$(H2SPEC) CI=true $(GO) test -count=1 -run '^TestH2Spec$$' -v ./dataplane/ | grep -E 'h2spec \[|^(ok|FAIL|---)'
+

@@ -1,0 +1,518 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/culvert-tunnel/culvert/bufpool"
+	"github.com/culvert-tunnel/culvert/frames"
+	"github.com/culvert-tunnel/culvert/frames/hpack"
+)
+
+// chunkPayload is the body bytes one send chunk holds: one default-size
+// DATA frame. A chunk keeps frames.HeaderLen bytes free in front of its
+// payload so a full chunk goes out as a DATA frame without a copy.
+const chunkPayload = frames.DefaultMaxFrameSize
+
+type chunkBuf = bufpool.Buf
+
+// chunk is a pooled buffer with pending bytes [r, w).
+type chunk struct {
+	b    *chunkBuf
+	r, w int
+}
+
+// chunkQueue is a FIFO of byte chunks; n counts the pending bytes.
+type chunkQueue struct {
+	q []chunk
+	n int
+}
+
+// write appends p (copied) to the queue, filling the last chunk first.
+// Send chunks keep frames.HeaderLen bytes free in front.
+func (cq *chunkQueue) write(p []byte) {
+	cq.n += len(p)
+	for len(p) > 0 {
+		if k := len(cq.q); k > 0 {
+			last := &cq.q[k-1]
+			if room := len(last.b.B) - last.w; room > 0 && last.w < frames.HeaderLen+chunkPayload {
+				m := copy(last.b.B[last.w:min(len(last.b.B), frames.HeaderLen+chunkPayload)], p)
+				last.w += m
+				p = p[m:]
+				continue
+			}
+		}
+		b := bufpool.Get(frames.HeaderLen + chunkPayload)
+		cq.q = append(cq.q, chunk{b: b, r: frames.HeaderLen, w: frames.HeaderLen})
+	}
+}
+
+// read copies up to len(p) bytes out, freeing drained chunks.
+func (cq *chunkQueue) read(p []byte) int {
+	n := 0
+	for n < len(p) && len(cq.q) > 0 {
+		c := &cq.q[0]
+		m := copy(p[n:], c.b.B[c.r:c.w])
+		c.r += m
+		n += m
+		if c.r == c.w {
+			cq.pop()
+		}
+	}
+	cq.n -= n
+	return n
+}
+
+// pop drops the first chunk, returning its buffer to the pool.
+func (cq *chunkQueue) pop() {
+	bufpool.Put(cq.q[0].b)
+	cq.q[0] = chunk{}
+	cq.q = cq.q[1:]
+	if len(cq.q) == 0 {
+		cq.q = cq.q[:0:0]
+	}
+}
+
+// take removes the first chunk without freeing it: its new owner does.
+func (cq *chunkQueue) take() chunk {
+	c := cq.q[0]
+	cq.q[0] = chunk{}
+	cq.q = cq.q[1:]
+	cq.n -= c.w - c.r
+	return c
+}
+
+func (cq *chunkQueue) reset() {
+	for len(cq.q) > 0 {
+		cq.pop()
+	}
+	cq.n = 0
+}
+
+// Stream is one HTTP/2 stream. Its methods are safe for use by one
+// goroutine on the receive side (Read, Headers, Trailers) and one on the
+// send side (WriteHeaders, Write, CloseWrite) at the same time; Reset may
+// be called from anywhere.
+type Stream struct {
+	c  *Conn
+	id uint32
+
+	// Guarded by c.mu.
+	in  inflow
+	out outflow
+
+	// Receive side.
+	recvHdrs    HeaderList // request (server) or response (client) headers
+	hdrsReady   bool
+	trailers    HeaderList
+	info        messageInfo
+	headRequest bool
+	recvd       int64
+	rbuf        chunkQueue
+	recvEnd     bool // END_STREAM received
+	readClosed  bool // nobody reads any more: discard DATA
+	readWait    sync.Cond
+
+	// Send side.
+	sendHdrs        HeaderList
+	sendHdrsPending bool
+	hdrsSent        bool
+	sendTrl         HeaderList
+	sendTrlPending  bool
+	sq              chunkQueue
+	sendEndPending  bool // CloseWrite called: END_STREAM after the queue
+	sendEnd         bool // END_STREAM written (or decided)
+	rstAfterEnd     bool // RST_STREAM(NO_ERROR) after END_STREAM (§8.1)
+	writeWait       sync.Cond
+	queued          bool
+	tinyFrames      int
+
+	err         error // set when reset or the connection closed
+	removed     bool
+	handlerDone bool
+}
+
+// ID returns the stream identifier.
+func (s *Stream) ID() uint32 { return s.id }
+
+// Conn returns the connection the stream belongs to.
+func (s *Stream) Conn() *Conn { return s.c }
+
+func (c *Conn) newStreamLocked(id uint32) *Stream {
+	s := &Stream{c: c, id: id}
+	s.readWait.L = &c.mu
+	s.writeWait.L = &c.mu
+	s.in.init(int32(c.cfg.InitialStreamWindow))
+	s.out.add(c.peer.initialWindow)
+	s.info.contentLength = -1
+	c.streams[id] = s
+	return s
+}
+
+// sendable reports whether the writer has something to do for s now.
+func (s *Stream) sendable() bool {
+	if s.err != nil || s.sendEnd {
+		return s.rstAfterEnd && s.sendEnd && s.err == nil
+	}
+	if s.sendHdrsPending {
+		return true
+	}
+	if !s.hdrsSent {
+		return false
+	}
+	if s.sq.n > 0 {
+		return s.out.available() > 0
+	}
+	return s.sendTrlPending || s.sendEndPending
+}
+
+func (c *Conn) queueStreamLocked(s *Stream) {
+	if s.queued || !s.sendable() {
+		return
+	}
+	s.queued = true
+	c.ready = append(c.ready, s)
+	c.signalWriterLocked()
+}
+
+// returnCreditLocked gives n bytes of stream window back.
+func (s *Stream) returnCreditLocked(n int) {
+	if s.recvEnd || s.err != nil {
+		return // no more DATA will come: no update needed
+	}
+	if inc := s.in.add(n); inc > 0 {
+		s.c.pushCtrlLocked(ctrlFrame{typ: frames.FrameWindowUpdate, streamID: s.id, val: inc})
+	}
+}
+
+// resetStreamLocked closes s with err. A local ResetError queues an
+// RST_STREAM frame.
+func (c *Conn) resetStreamLocked(s *Stream, err error) {
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	var re ResetError
+	if errors.As(err, &re) && !re.Remote && !c.closed {
+		c.stats.ResetsSent++
+		c.pushCtrlLocked(ctrlFrame{typ: frames.FrameRSTStream, streamID: s.id, val: uint32(re.Code)})
+	}
+	// Unread data is dropped: return its connection credit.
+	if s.rbuf.n > 0 {
+		c.returnConnCreditLocked(s.rbuf.n)
+	}
+	s.rbuf.reset()
+	s.sq.reset()
+	s.readWait.Broadcast()
+	s.writeWait.Broadcast()
+	c.removeStreamLocked(s)
+}
+
+// maybeCloseStreamLocked removes s once both directions have ended.
+func (c *Conn) maybeCloseStreamLocked(s *Stream) {
+	if s.recvEnd && s.sendEnd && !s.rstAfterEnd {
+		c.removeStreamLocked(s)
+	}
+}
+
+func (c *Conn) removeStreamLocked(s *Stream) {
+	if s.removed {
+		return
+	}
+	s.removed = true
+	delete(c.streams, s.id)
+	if c.peerInitiated(s.id) {
+		c.peerActive--
+	} else {
+		c.ownActive--
+		c.slotFree.Signal()
+	}
+	c.maybeFinishShutdownLocked()
+}
+
+// runHandler runs the handler for a peer-opened stream and finishes the
+// stream after it returns.
+func (c *Conn) runHandler(s *Stream) {
+	defer func() {
+		c.mu.Lock()
+		c.handlers--
+		s.handlerDone = true
+		s.readClosed = true
+		if s.err == nil {
+			switch {
+			case !s.hdrsSent && !s.sendHdrsPending:
+				c.resetStreamLocked(s, ResetError{Code: frames.ErrCodeInternal})
+			case !s.sendEndPending:
+				s.sendEndPending = true
+				c.queueStreamLocked(s)
+			}
+			if s.err == nil && !s.recvEnd && s.recvd > 0 {
+				// §8.1: the response is complete but the request body is
+				// not; tell the client to stop sending. Only when body
+				// bytes are flowing: a request that merely lacks END_STREAM
+				// keeps its stream (its window still tracked, its
+				// content-length still checked) until the client ends it or
+				// sends DATA (see onDataLocked), bounded by
+				// MAX_CONCURRENT_STREAMS.
+				s.rstAfterEnd = true
+				if s.rbuf.n > 0 {
+					c.returnConnCreditLocked(s.rbuf.n)
+					s.rbuf.reset()
+				}
+				c.queueStreamLocked(s)
+			}
+		}
+		c.mu.Unlock()
+	}()
+	c.cfg.Handler.ServeStream(s)
+}
+
+// Headers returns the received headers: the request (server role) or the
+// response (client role, after ReadHeaders). The list stays valid for the
+// stream's lifetime.
+func (s *Stream) Headers() *HeaderList { return &s.recvHdrs }
+
+// ReadHeaders waits for the response headers (client role), skipping
+// informational (1xx) responses.
+func (s *Stream) ReadHeaders(ctx context.Context) (*HeaderList, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !s.hdrsReady && s.err == nil && ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() {
+			c.mu.Lock()
+			s.readWait.Broadcast()
+			c.mu.Unlock()
+		})
+		defer stop()
+	}
+	for !s.hdrsReady && s.err == nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		s.readWait.Wait()
+	}
+	if !s.hdrsReady {
+		return nil, s.err
+	}
+	return &s.recvHdrs, nil
+}
+
+// Trailers returns the received trailers; complete once Read returned
+// io.EOF.
+func (s *Stream) Trailers() *HeaderList { return &s.trailers }
+
+// Read reads body bytes. It returns io.EOF after END_STREAM and the reset
+// or connection error if the stream ended abnormally.
+func (s *Stream) Read(p []byte) (int, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s.rbuf.n == 0 {
+		if s.err != nil {
+			return 0, s.err
+		}
+		if s.recvEnd {
+			return 0, io.EOF
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		s.readWait.Wait()
+	}
+	n := s.rbuf.read(p)
+	c.returnConnCreditLocked(n)
+	s.returnCreditLocked(n)
+	return n, nil
+}
+
+// CloseRead says the body will not be read: received DATA is discarded
+// (its window returned at once).
+func (s *Stream) CloseRead() {
+	c := s.c
+	c.mu.Lock()
+	s.readClosed = true
+	if s.rbuf.n > 0 {
+		c.returnConnCreditLocked(s.rbuf.n)
+		s.returnCreditLocked(s.rbuf.n)
+		s.rbuf.reset()
+	}
+	c.mu.Unlock()
+}
+
+// WriteHeaders queues the response headers (server role), or informational
+// headers before them. endStream ends the stream with them.
+func (s *Stream) WriteHeaders(fields []hpack.HeaderField, endStream bool) error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if s.hdrsSent || s.sendHdrsPending || s.sendEndPending {
+		return ErrHeadersSent
+	}
+	s.sendHdrs.CopyFrom(fields)
+	s.sendHdrsPending = true
+	s.sendEndPending = endStream
+	c.queueStreamLocked(s)
+	return nil
+}
+
+// Write queues body bytes, blocking while the stream's send buffer is full
+// (the peer's flow control decides how fast it drains).
+func (s *Stream) Write(p []byte) (int, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for len(p) > 0 {
+		if s.err != nil {
+			return n, s.err
+		}
+		if s.sendEndPending || s.sendEnd {
+			return n, ErrStreamClosed
+		}
+		if !s.hdrsSent && !s.sendHdrsPending {
+			return n, ErrNoHeaders
+		}
+		room := c.cfg.SendBuffer - s.sq.n
+		if room <= 0 {
+			s.writeWait.Wait()
+			continue
+		}
+		m := min(room, len(p))
+		s.sq.write(p[:m])
+		p = p[m:]
+		n += m
+		c.queueStreamLocked(s)
+	}
+	return n, nil
+}
+
+// WriteTrailers queues trailers; they end the stream.
+func (s *Stream) WriteTrailers(fields []hpack.HeaderField) error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if s.sendEndPending || s.sendEnd {
+		return ErrStreamClosed
+	}
+	if !s.hdrsSent && !s.sendHdrsPending {
+		return ErrNoHeaders
+	}
+	s.sendTrl.CopyFrom(fields)
+	s.sendTrlPending = true
+	s.sendEndPending = true
+	c.queueStreamLocked(s)
+	return nil
+}
+
+// CloseWrite ends the send side (END_STREAM after the queued body).
+func (s *Stream) CloseWrite() error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if s.sendEndPending || s.sendEnd {
+		return nil
+	}
+	if !s.hdrsSent && !s.sendHdrsPending {
+		return ErrNoHeaders
+	}
+	s.sendEndPending = true
+	c.queueStreamLocked(s)
+	return nil
+}
+
+// Reset resets the stream with code (CANCEL when a caller gives up).
+func (s *Stream) Reset(code frames.ErrCode) {
+	c := s.c
+	c.mu.Lock()
+	c.resetStreamLocked(s, ResetError{Code: code})
+	c.mu.Unlock()
+}
+
+// Err returns the error that ended the stream abnormally, if any.
+func (s *Stream) Err() error {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.err
+}
+
+// OpenStream opens a stream (client role) with the given request headers;
+// endStream sends them with END_STREAM (a request without body). It waits
+// while the peer's MAX_CONCURRENT_STREAMS is reached.
+func (c *Conn) OpenStream(ctx context.Context, fields []hpack.HeaderField, endStream bool) (*Stream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ownActive >= int(c.peer.maxConcurrent) && ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() {
+			c.mu.Lock()
+			c.slotFree.Broadcast()
+			c.mu.Unlock()
+		})
+		defer stop()
+	}
+	for {
+		if err := c.canOpenLocked(); err != nil {
+			return nil, err
+		}
+		if c.ownActive < int(c.peer.maxConcurrent) {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		c.slotFree.Wait()
+	}
+	var isConnect, hasProtocol, isHead bool
+	for _, f := range fields {
+		switch string(f.Name) {
+		case ":method":
+			isConnect, isHead = string(f.Value) == "CONNECT", string(f.Value) == "HEAD"
+		case ":protocol":
+			hasProtocol = true
+		}
+	}
+	if isConnect && hasProtocol && !c.peer.connectProto {
+		return nil, ErrNoConnectProtocol
+	}
+	id := c.nextStreamID
+	c.nextStreamID += 2
+	s := c.newStreamLocked(id)
+	s.headRequest = isHead
+	c.ownActive++
+	c.stats.StreamsOpened++
+	s.sendHdrs.CopyFrom(fields)
+	s.sendHdrsPending = true
+	s.sendEndPending = endStream
+	c.queueStreamLocked(s)
+	return s, nil
+}
+
+// streamIDMargin: a client stops opening streams this close to 2^31-1, so
+// a pool has time to move to a fresh connection (§5.1.1: ids cannot be
+// reused).
+const streamIDMargin = 2
+
+func (c *Conn) canOpenLocked() error {
+	switch {
+	case c.closed:
+		return ErrConnClosed
+	case c.role != RoleClient:
+		return ErrNoNewStreams
+	case c.goAwayRecv || c.goAwaySent || c.shutdown:
+		return ErrNoNewStreams
+	case c.nextStreamID > 1<<31-1-streamIDMargin:
+		return ErrNoNewStreams
+	}
+	return nil
+}
