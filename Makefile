@@ -35,6 +35,8 @@ unit:
 	H2SPEC=$(H2SPEC) $(GO) test -race -shuffle=on $(PKGS)
 	# allocation contracts are checked without -race (it allocates)
 	$(GO) test -run 'Alloc' -count=1 $(PKGS)
+	# every benchmark once, so none rots
+	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS) > /dev/null
 
 lint: fmt-check vet
 
