@@ -1,0 +1,134 @@
+package dataplane
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// x/net's Transport → our server role: Shutdown while a large response is in
+// flight. The in-flight stream completes intact, the connection goes away,
+// and x/net opens a new connection for the next request.
+func TestInterop_XnetClient_GoAwayMidFlight(t *testing.T) {
+	addr, conns := startServer(t, &Config{Handler: HandlerFunc(testApp)})
+	cl := xnetClient(addr)
+	const size = 32 << 20
+	resp, err := cl.Get(fmt.Sprintf("http://%s/bytes/%d", addr, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := <-conns
+	buf := make([]byte, 1<<20)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		shut <- first.Shutdown(ctx)
+	}()
+	rest, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || len(rest)+len(buf) != size {
+		t.Fatalf("in-flight response after GOAWAY: %d bytes, %v", len(rest)+len(buf), err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	// The next request gets a new connection.
+	r2, err := cl.Get("http://" + addr + "/bytes/100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r2.Body)
+	r2.Body.Close()
+	if len(b) != 100 {
+		t.Fatalf("after GOAWAY: %d bytes", len(b))
+	}
+	select {
+	case second := <-conns:
+		if second == first {
+			t.Fatal("same connection after GOAWAY")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no new connection after GOAWAY")
+	}
+}
+
+// our client role → x/net's server (TLS, http.Server with HTTP/2): a
+// graceful server shutdown while our stream is in flight. The stream
+// completes; the connection then refuses new streams.
+func TestInterop_XnetServer_GoAwayMidFlight(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("first half,"))
+		w.(http.Flusher).Flush()
+		<-release
+		w.Write([]byte("second half"))
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	nc, err := tls.Dial("tcp", srv.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc.ConnectionState().NegotiatedProtocol != "h2" {
+		t.Fatalf("ALPN: %q", nc.ConnectionState().NegotiatedProtocol)
+	}
+	c := NewClientConn(nc, nil)
+	defer c.Close()
+	s, err := c.OpenStream(t.Context(), fields(":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadHeaders(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, len("first half,"))
+	if _, err := io.ReadFull(s, head); err != nil {
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Config.Shutdown(context.Background()) }()
+	waitFor(t, "GOAWAY received", func() bool { return !c.CanTakeNewStreams() })
+	if _, err := c.OpenStream(t.Context(), fields(":method", "GET", ":scheme", "https", ":authority", "x", ":path", "/"), true); err != ErrNoNewStreams {
+		t.Fatalf("new stream after GOAWAY: %v", err)
+	}
+	close(release)
+	rest, err := io.ReadAll(s)
+	if err != nil || string(head)+string(rest) != "first half,second half" {
+		t.Fatalf("in-flight stream after GOAWAY: %q, %v", string(head)+string(rest), err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// our client role → x/net's server: our RST_STREAM mid-body; the
+// connection goes on serving.
+func TestInterop_XnetServer_ResetMidBody(t *testing.T) {
+	c := dialClient(t, startXnetServer(t, http.HandlerFunc(xnetApp)), nil)
+	s, err := c.OpenStream(t.Context(), fields(":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/bytes/67108864"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadHeaders(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(s, make([]byte, 100000))
+	s.Reset(0x8) // CANCEL
+	if _, err := s.Read(make([]byte, 10)); err == nil {
+		t.Fatal("read after reset succeeded")
+	}
+	st, b, _ := roundTrip(t, c, "GET", "/bytes/1000", nil, nil)
+	if st != "200" || len(b) != 1000 {
+		t.Fatalf("after reset: %s, %d bytes", st, len(b))
+	}
+}
