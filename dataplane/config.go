@@ -32,7 +32,7 @@ type Config struct {
 	PrefaceTimeout    time.Duration // preface and first SETTINGS (server); default 10s
 	SettingsTimeout   time.Duration // our SETTINGS unacknowledged; default 10s
 	FrameTimeout      time.Duration // a frame or field block half-sent; default 10s
-	IdleTimeout       time.Duration // no open stream and no frame; default 5m
+	IdleTimeout       time.Duration // no open stream and no frame (heartbeat ACKs aside); default 5m
 	WriteTimeout      time.Duration // one batch stuck in Write; default 30s
 	PingInterval      time.Duration // heartbeat PING after this much silence; default 5s
 	PingMisses        int           // unanswered heartbeats before closing; default 5

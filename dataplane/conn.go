@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -46,6 +47,7 @@ type Conn struct {
 
 	// Owned by the reader goroutine.
 	fr      *frames.Reader
+	dr      *deadlineReader
 	dec     *hpack.Decoder
 	decoded []hpack.HeaderField
 
@@ -95,6 +97,7 @@ type Conn struct {
 	readerDone  bool // the reader goroutine has exited
 	fatal       bool // a connection error: process no more frames
 	lastRecv    time.Time
+	activeAt    time.Time // last frame other than a PING ACK, or end of the last stream
 	pingSent    [8]byte
 	pingAt      time.Time
 	pingMisses  int
@@ -104,6 +107,12 @@ type Conn struct {
 
 	tokens   float64
 	tokensAt time.Time
+
+	// The streams we reset most recently (a ring of recentResets ids and
+	// a set of the same), whose late frames are ignored.
+	resetRing []uint32
+	resetNext int
+	resetSet  map[uint32]struct{}
 
 	// Metrics-style counters, guarded by mu.
 	stats ConnStats
@@ -158,7 +167,8 @@ func newConn(nc net.Conn, role Role, cfg *Config) *Conn {
 	}
 	c.slotFree.L = &c.mu
 	c.readers.L = &c.mu
-	c.fr = frames.NewReader(&deadlineReader{c: c})
+	c.dr = &deadlineReader{c: c}
+	c.fr = frames.NewReader(c.dr)
 	c.fr.SetMaxReadFrameSize(c.cfg.MaxFrameSize)
 	c.fr.SetMaxHeaderBlockSize(c.cfg.MaxHeaderListSize*2 + 1024)
 	c.dec = hpack.NewDecoder(c.cfg.HeaderTableSize)
@@ -178,7 +188,7 @@ func newConn(nc net.Conn, role Role, cfg *Config) *Conn {
 	c.in.init(65535)
 	c.tokens = float64(c.cfg.AbuseBurst)
 	now := time.Now()
-	c.tokensAt, c.lastRecv = now, now
+	c.tokensAt, c.lastRecv, c.activeAt = now, now, now
 	return c
 }
 
@@ -383,41 +393,113 @@ func (c *Conn) tickLocked(now time.Time) {
 }
 
 // deadlineReader sets the read deadline before each read from the socket:
-// a short one while a frame or field block is half received (slowloris),
-// the idle timeout while no stream is open, none otherwise (the heartbeat
-// covers liveness).
+//   - until the server has the preface and the first SETTINGS, the
+//     PrefaceTimeout counted from the start;
+//   - while a frame or field block is half received (slowloris),
+//     FrameTimeout counted from when it was first seen incomplete, not from
+//     the last read, so a peer cannot hold it open by dribbling bytes;
+//   - while no stream is open, IdleTimeout counted from the last activity
+//     (a frame other than an answer to our heartbeat PING, or the end of
+//     the last stream), so the heartbeat does not keep an idle connection
+//     open;
+//   - none otherwise (the heartbeat covers liveness).
+//
+// Once the connection is closed it leaves the deadline alone: closeLocked
+// set the linger deadline.
 type deadlineReader struct {
-	c        *Conn
-	deadline bool
+	c   *Conn
+	set time.Time // the deadline in force, zero: none; guarded by c.mu
+
+	prefaceDue time.Time // server: preface and first SETTINGS due; zero once read
+
+	// The partial frame's deadline, renewed once a frame completes (the
+	// reader returns one) or a maximal frame's worth of bytes arrived since
+	// it was set (frames the reader skips, like unknown types).
+	frameDue  time.Time
+	frameMark uint64 // c.stats.FramesRead when frameDue was set
+	frameRead int    // bytes read since frameDue was set
+}
+
+// dueLocked returns the read deadline that applies now (zero: none).
+func (d *deadlineReader) dueLocked(now time.Time) time.Time {
+	c := d.c
+	if !d.prefaceDue.IsZero() {
+		return d.prefaceDue
+	}
+	if c.fr.Partial() {
+		if c.cfg.FrameTimeout <= 0 {
+			return time.Time{}
+		}
+		if d.frameDue.IsZero() || d.frameMark != c.stats.FramesRead ||
+			d.frameRead > int(c.cfg.MaxFrameSize)+frames.HeaderLen {
+			d.frameDue = now.Add(c.cfg.FrameTimeout)
+			d.frameMark, d.frameRead = c.stats.FramesRead, 0
+		}
+		return d.frameDue
+	}
+	d.frameDue = time.Time{}
+	if c.cfg.IdleTimeout > 0 && c.peerActive+c.ownActive == 0 {
+		return c.activeAt.Add(c.cfg.IdleTimeout)
+	}
+	return time.Time{}
+}
+
+// streamsEndedLocked is called when the last stream ended: a read that started
+// while it was open waits without a deadline, so the idle one is set now.
+// (A deadline already in force is sooner, or is reworked when it passes;
+// the next read works its deadline out again either way.)
+func (d *deadlineReader) streamsEndedLocked() {
+	c := d.c
+	if c.closed || c.readerDone || c.cfg.IdleTimeout <= 0 || !d.set.IsZero() {
+		return // closed: the linger deadline is in force
+	}
+	d.set = c.activeAt.Add(c.cfg.IdleTimeout)
+	c.nc.SetReadDeadline(d.set)
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
 	c := d.c
-	var t time.Duration
-	if c.fr.Partial() {
-		t = c.cfg.FrameTimeout
-	} else if c.cfg.IdleTimeout > 0 {
+	for {
 		c.mu.Lock()
-		if c.peerActive+c.ownActive == 0 {
-			t = c.cfg.IdleTimeout
+		if c.closed {
+			c.mu.Unlock()
+			return c.nc.Read(p)
+		}
+		due := d.dueLocked(time.Now())
+		if !due.Equal(d.set) {
+			c.nc.SetReadDeadline(due)
+			d.set = due
 		}
 		c.mu.Unlock()
+		n, err := c.nc.Read(p)
+		d.frameRead += n
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		// The deadline passed, but it may have moved while we waited: a
+		// stream opened (client role), or the last one ended. Read on if
+		// it did.
+		c.mu.Lock()
+		now := time.Now()
+		due = time.Time{}
+		if !c.closed {
+			due = d.dueLocked(now)
+		}
+		retry := !c.closed && (due.IsZero() || due.After(now))
+		c.mu.Unlock()
+		if !retry {
+			return n, err
+		}
 	}
-	if t > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(t))
-		d.deadline = true
-	} else if d.deadline {
-		c.nc.SetReadDeadline(time.Time{})
-		d.deadline = false
-	}
-	return c.nc.Read(p)
 }
 
 // readLoop reads frames until the connection ends.
 func (c *Conn) readLoop() {
 	defer c.readerExit()
 	if c.role == RoleServer {
-		c.nc.SetReadDeadline(time.Now().Add(c.cfg.PrefaceTimeout))
+		if c.cfg.PrefaceTimeout > 0 {
+			c.dr.prefaceDue = time.Now().Add(c.cfg.PrefaceTimeout)
+		}
 		if err := c.fr.ReadPreface(); err != nil {
 			c.mu.Lock()
 			c.readErrorLocked(err)
@@ -430,7 +512,9 @@ func (c *Conn) readLoop() {
 			err = frames.ConnError{Code: frames.ErrCodeProtocol, Reason: "preface not followed by SETTINGS"}
 		}
 		c.mu.Lock()
+		c.dr.prefaceDue = time.Time{}
 		if err == nil {
+			c.activeAt = time.Now()
 			c.processLocked(f, nil)
 		} else {
 			c.readErrorLocked(err)
@@ -452,6 +536,11 @@ func (c *Conn) readLoop() {
 		}
 		c.mu.Lock()
 		c.lastRecv = time.Now()
+		if pf, ok := f.(*frames.PingFrame); !ok || !pf.IsAck() {
+			// An answer to our heartbeat is not activity: the heartbeat
+			// would otherwise keep an idle connection open forever.
+			c.activeAt = c.lastRecv
+		}
 		c.stats.FramesRead++
 		switch {
 		case err == nil:
@@ -463,6 +552,13 @@ func (c *Conn) readLoop() {
 			}
 			var se frames.StreamError
 			errors.As(err, &se)
+			if f.Header().Type == frames.FrameWindowUpdate && c.idleLocked(se.StreamID) {
+				// §5.1: on an idle stream, a frame other than HEADERS or
+				// PRIORITY is a connection error (and RST_STREAM may not
+				// be sent on an idle stream).
+				c.connErrorLocked(frames.ErrCodeProtocol, "WINDOW_UPDATE on an idle stream")
+				break
+			}
 			c.streamErrorLocked(se.StreamID, se.Code, true)
 		default:
 			c.readErrorLocked(err)
@@ -581,8 +677,12 @@ func (c *Conn) onDataLocked(f *frames.DataFrame) {
 			c.connErrorLocked(frames.ErrCodeProtocol, "DATA on an idle stream")
 			return
 		}
-		// Closed stream: give the window back, reset it (§5.1, "closed").
+		// Closed stream: give the window back, reset it (§5.1, "closed"),
+		// unless we reset it: then the peer sent it before it knew.
 		c.returnConnCreditLocked(int(n))
+		if c.resetByUsLocked(id) {
+			return
+		}
 		c.streamErrorLocked(id, frames.ErrCodeStreamClosed, true)
 		return
 	}
@@ -654,6 +754,17 @@ func (c *Conn) onHeadersLocked(f *frames.HeadersFrame, decodeErr error) {
 		c.onHeadersOpenStreamLocked(s, f, tooLarge)
 		return
 	}
+	if c.resetByUsLocked(id) {
+		// Sent before the peer knew of our RST_STREAM: ignored (the block
+		// was decoded above). On a stream the peer opened it can only be
+		// trailers, and malformed ones are still a stream error (§8.1).
+		if c.peerInitiated(id) {
+			if _, bad := validateBlock(c.decoded, kindTrailers, false); bad != "" || !f.StreamEnded() {
+				c.streamErrorLocked(id, frames.ErrCodeProtocol, true)
+			}
+		}
+		return
+	}
 	if !c.peerInitiated(id) {
 		if c.idleLocked(id) {
 			c.connErrorLocked(frames.ErrCodeProtocol, "HEADERS on an idle stream of ours")
@@ -683,6 +794,14 @@ func (c *Conn) onHeadersLocked(f *frames.HeadersFrame, decodeErr error) {
 		return // §6.8: streams opened after our GOAWAY are ignored
 	}
 	if tooLarge {
+		// A 431 response holds its stream until it is written, so it
+		// counts against MAX_CONCURRENT_STREAMS like any other stream: a
+		// peer that does not read could otherwise pile up such streams
+		// without limit.
+		if c.peerActive >= int(c.cfg.MaxConcurrentStreams) {
+			c.streamErrorLocked(id, frames.ErrCodeRefusedStream, true)
+			return
+		}
 		c.refuseHeaderListLocked(id)
 		return
 	}
@@ -797,6 +916,13 @@ func (c *Conn) onSettingsLocked(f *frames.SettingsFrame) {
 	if !c.spendLocked(1) {
 		return
 	}
+	// SETTINGS_INITIAL_WINDOW_SIZE changes every open stream's window. A
+	// frame may repeat it thousands of times, so it is applied once, at
+	// its last value (§6.5.3: the values are processed in order, and only
+	// the last one stays); a window that any of the values would have
+	// taken past 2^31-1 is still an error (§6.9.2).
+	var initialWindow, largestWindow uint32
+	haveWindow := false
 	for i := 0; i < f.NumSettings(); i++ {
 		s := f.Setting(i)
 		switch s.ID {
@@ -806,18 +932,8 @@ func (c *Conn) onSettingsLocked(f *frames.SettingsFrame) {
 			c.peer.maxConcurrent = s.Val
 			c.slotFree.Broadcast()
 		case frames.SettingInitialWindowSize:
-			// §6.9.2: the change applies to every open stream's window.
-			delta := int32(int64(s.Val) - int64(c.peer.initialWindow))
-			c.peer.initialWindow = int32(s.Val)
-			for _, st := range c.streams {
-				if !st.out.add(delta) {
-					c.connErrorLocked(frames.ErrCodeFlowControl, "SETTINGS_INITIAL_WINDOW_SIZE overflows a stream window")
-					return
-				}
-				if delta > 0 {
-					c.queueStreamLocked(st)
-				}
-			}
+			initialWindow, largestWindow = s.Val, max(largestWindow, s.Val)
+			haveWindow = true
 		case frames.SettingMaxFrameSize:
 			c.peer.maxFrameSize = s.Val
 		case frames.SettingEnableConnectProtocol:
@@ -825,6 +941,21 @@ func (c *Conn) onSettingsLocked(f *frames.SettingsFrame) {
 		case frames.SettingEnablePush:
 			if s.Val == 1 && c.role == RoleServer {
 				// A client may enable push; we never push. Nothing to do.
+			}
+		}
+	}
+	if haveWindow {
+		// §6.9.2: the change applies to every open stream's window.
+		delta := int32(int64(initialWindow) - int64(c.peer.initialWindow))
+		largest := int64(largestWindow) - int64(c.peer.initialWindow)
+		c.peer.initialWindow = int32(initialWindow)
+		for _, st := range c.streams {
+			if int64(st.out.n)+largest > frames.MaxWindowSize || !st.out.add(delta) {
+				c.connErrorLocked(frames.ErrCodeFlowControl, "SETTINGS_INITIAL_WINDOW_SIZE overflows a stream window")
+				return
+			}
+			if delta > 0 {
+				c.queueStreamLocked(st)
 			}
 		}
 	}
@@ -852,6 +983,11 @@ func (c *Conn) onPingLocked(f *frames.PingFrame) {
 }
 
 func (c *Conn) onGoAwayLocked(f *frames.GoAwayFrame) {
+	// A peer sends one GOAWAY, or two for a graceful shutdown; each goes
+	// over every stream, so the ones after the first cost a token.
+	if c.goAwayRecv && !c.spendLocked(1) {
+		return
+	}
 	c.goAwayRecv = true
 	c.peerLastID = f.LastStreamID
 	// Streams we opened above the peer's last id were not processed: they
@@ -873,13 +1009,20 @@ func (c *Conn) onGoAwayLocked(f *frames.GoAwayFrame) {
 func (c *Conn) onWindowUpdateLocked(f *frames.WindowUpdateFrame) {
 	inc := int32(f.Increment)
 	if f.StreamID == 0 {
+		// Streams wait on the connection window only while it is below
+		// minDataFrame (writeStreamLocked): otherwise nobody needs waking,
+		// and a flood of small updates must not cost a pass over every
+		// stream each.
+		held := c.out.available() < minDataFrame
 		if !c.out.add(inc) {
 			c.connErrorLocked(frames.ErrCodeFlowControl, "connection window past 2^31-1")
 			return
 		}
-		for _, s := range c.streams {
-			if s.sendable() {
-				c.queueStreamLocked(s)
+		if held {
+			for _, s := range c.streams {
+				if s.sendable() {
+					c.queueStreamLocked(s)
+				}
 			}
 		}
 		return
@@ -934,7 +1077,45 @@ func (c *Conn) streamErrorLocked(id uint32, code frames.ErrCode, peerCaused bool
 		return
 	}
 	c.stats.ResetsSent++
+	if !c.idleLocked(id) {
+		// An idle id stays usable: a HEADERS opening it later is not late.
+		c.noteResetLocked(id)
+	}
 	c.pushCtrlLocked(ctrlFrame{typ: frames.FrameRSTStream, streamID: id, val: uint32(code)})
+}
+
+// recentResets is how many of the streams we reset are remembered. §5.1:
+// "An endpoint MUST ignore frames that it receives on closed streams after
+// it has sent a RST_STREAM frame", since the peer may have sent them before
+// it saw ours (trailers after a refusal, the rest of a request body, the
+// response in flight when our client gave up). Treated as frames on closed
+// streams they would cost the peer abuse tokens, or the connection. The
+// RFC lets the period be limited: here, to the last recentResets resets.
+const recentResets = 256
+
+// noteResetLocked records that we sent RST_STREAM on stream id.
+func (c *Conn) noteResetLocked(id uint32) {
+	if c.resetSet == nil {
+		c.resetSet = make(map[uint32]struct{}, recentResets)
+		c.resetRing = make([]uint32, 0, recentResets)
+	}
+	if _, ok := c.resetSet[id]; ok {
+		return
+	}
+	if len(c.resetRing) < recentResets {
+		c.resetRing = append(c.resetRing, id)
+	} else {
+		delete(c.resetSet, c.resetRing[c.resetNext])
+		c.resetRing[c.resetNext] = id
+		c.resetNext = (c.resetNext + 1) % recentResets
+	}
+	c.resetSet[id] = struct{}{}
+}
+
+// resetByUsLocked reports whether we recently sent RST_STREAM on stream id.
+func (c *Conn) resetByUsLocked(id uint32) bool {
+	_, ok := c.resetSet[id]
+	return ok
 }
 
 // connErrorLocked ends the connection with GOAWAY(code) (§5.4.1).
@@ -1013,6 +1194,15 @@ func (c *Conn) lingerLocked() {
 // deadline then ends the wait), and closes the connection.
 func (c *Conn) readerExit() {
 	c.fr.ReleaseAll()
+	c.mu.Lock()
+	if !c.closed {
+		// After a read timeout the deadline has passed, and draining would
+		// end at once, closing the socket before the writer sent our
+		// GOAWAY. Wait for closeLocked's linger deadline instead (the
+		// GOAWAY's own timer closes the connection if the writer is stuck).
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	c.mu.Unlock()
 	io.Copy(io.Discard, io.LimitReader(c.nc, 16<<20))
 	c.mu.Lock()
 	c.readerDone = true

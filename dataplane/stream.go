@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/culvert-tunnel/culvert/bufpool"
 	"github.com/culvert-tunnel/culvert/frames"
@@ -197,6 +198,7 @@ func (c *Conn) resetStreamLocked(s *Stream, err error) {
 	var re ResetError
 	if errors.As(err, &re) && !re.Remote && !c.closed {
 		c.stats.ResetsSent++
+		c.noteResetLocked(s.id)
 		c.pushCtrlLocked(ctrlFrame{typ: frames.FrameRSTStream, streamID: s.id, val: uint32(re.Code)})
 	}
 	// Unread data is dropped: return its connection credit.
@@ -228,6 +230,10 @@ func (c *Conn) removeStreamLocked(s *Stream) {
 	} else {
 		c.ownActive--
 		c.slotFree.Signal()
+	}
+	if c.peerActive+c.ownActive == 0 {
+		c.activeAt = time.Now() // the idle time starts now
+		c.dr.streamsEndedLocked()
 	}
 	c.maybeFinishShutdownLocked()
 }

@@ -12,12 +12,12 @@ const (
 	// once this much is pending, flushes, and goes round again.
 	batchBudget = 256 << 10
 
-	// Dribble guard (CVE-2019-9511). A DATA frame smaller than
-	// minDataFrame that does not finish what the stream has queued is
-	// "tiny": a stream may send maxTinyFrames of them, after which it
-	// waits until its window allows a real frame. A peer that grants a few
-	// bytes at a time thus gets a few tiny frames and then nothing until
-	// it opens the window properly.
+	// Dribble guard (CVE-2019-9511). A DATA frame that the peer's windows
+	// limit to less than minDataFrame, and that does not finish what the
+	// stream has queued, is "tiny": a stream may send maxTinyFrames of
+	// them, after which it waits until its window allows a real frame. A
+	// peer that grants a few bytes at a time thus gets a few tiny frames
+	// and then nothing until it opens the window properly.
 	minDataFrame  = 1024
 	maxTinyFrames = 8
 )
@@ -175,6 +175,7 @@ func (c *Conn) writeStreamLocked(s *Stream) bool {
 			if !s.recvEnd {
 				fw.WriteRSTStream(s.id, frames.ErrCodeNo)
 				c.stats.ResetsSent++
+				c.noteResetLocked(s.id)
 				s.err = ResetError{Code: frames.ErrCodeNo}
 				s.readWait.Broadcast()
 				c.removeStreamLocked(s)
@@ -187,11 +188,17 @@ func (c *Conn) writeStreamLocked(s *Stream) bool {
 	if s.sq.n > 0 {
 		head := &s.sq.q[0]
 		pending := head.w - head.r
-		n := min(int(min(s.out.available(), c.out.available())), int(fw.MaxFrameSize()), pending)
+		allow := min(int(min(s.out.available(), c.out.available())), int(fw.MaxFrameSize()))
+		n := min(allow, pending)
 		if n <= 0 {
 			return false
 		}
-		if n < minDataFrame && n < s.sq.n {
+		// Only the peer's windows make a frame tiny. The head chunk's
+		// remainder (left by an earlier window-limited frame) is as
+		// small as it happens to be: counting it would stall, for good,
+		// a stream whose peer opens windows in amounts that do not match
+		// our chunks, and it costs at most one small frame per chunk.
+		if allow < minDataFrame && n < s.sq.n {
 			if s.tinyFrames >= maxTinyFrames {
 				return false // wait for a window worth a frame
 			}
