@@ -44,7 +44,8 @@ lint: fmt-check vet
 FUZZ_TARGETS = \
 	./frames:FuzzReader \
 	./frames/hpack:FuzzDecode \
-	./frames/hpack:FuzzRoundTrip
+	./frames/hpack:FuzzRoundTrip \
+	./dataplane:FuzzServerConn
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
