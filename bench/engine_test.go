@@ -102,6 +102,7 @@ func culvertGet(b *testing.B, c *dataplane.Conn, req []hpack.HeaderField, buf []
 		m, err := s.Read(buf)
 		n += m
 		if err == io.EOF {
+			s.Release()
 			return n
 		}
 		if err != nil {

@@ -23,7 +23,8 @@ const (
 
 // Handler serves one peer-opened stream. It runs on its own goroutine; the
 // stream's response is finished (END_STREAM) when it returns, or the stream
-// is reset if it sent no headers.
+// is reset if it sent no headers. The handler must not use the Stream (or
+// its header lists) after it returns: the connection reuses it.
 type Handler interface {
 	ServeStream(s *Stream)
 }
@@ -85,6 +86,7 @@ type Conn struct {
 	ctrl       []ctrlFrame // control frames to write, FIFO
 	ready      []*Stream   // streams with headers or data to write, FIFO
 	readySpare []*Stream
+	writing    *Stream   // the stream buildBatchLocked is writing
 	readers    sync.Cond // reader waits here while ctrl is backed up
 
 	goAwaySent  bool
@@ -837,6 +839,7 @@ func (c *Conn) refuseHeaderListLocked(id uint32) {
 	c.peerActive++
 	s.recvEnd = true
 	s.readClosed = true
+	s.userDone = true // no handler
 	s.sendHdrs.AddString(":status", "431")
 	s.sendHdrsPending, s.sendEndPending = true, true
 	c.queueStreamLocked(s)

@@ -25,19 +25,27 @@ type chunk struct {
 	r, w int
 }
 
-// chunkQueue is a FIFO of byte chunks; n counts the pending bytes.
+// chunkQueue is a FIFO of byte chunks; n counts the pending bytes. The
+// chunks live in q[h:]; the slice keeps its capacity across uses, so a
+// warm queue appends without allocating.
 type chunkQueue struct {
 	q []chunk
+	h int
 	n int
 }
+
+// front returns the first chunk; the queue must not be empty.
+func (cq *chunkQueue) front() *chunk { return &cq.q[cq.h] }
+
+func (cq *chunkQueue) empty() bool { return cq.h == len(cq.q) }
 
 // write appends p (copied) to the queue, filling the last chunk first.
 // Send chunks keep frames.HeaderLen bytes free in front.
 func (cq *chunkQueue) write(p []byte) {
 	cq.n += len(p)
 	for len(p) > 0 {
-		if k := len(cq.q); k > 0 {
-			last := &cq.q[k-1]
+		if !cq.empty() {
+			last := &cq.q[len(cq.q)-1]
 			if room := len(last.b.B) - last.w; room > 0 && last.w < frames.HeaderLen+chunkPayload {
 				m := copy(last.b.B[last.w:min(len(last.b.B), frames.HeaderLen+chunkPayload)], p)
 				last.w += m
@@ -53,8 +61,8 @@ func (cq *chunkQueue) write(p []byte) {
 // read copies up to len(p) bytes out, freeing drained chunks.
 func (cq *chunkQueue) read(p []byte) int {
 	n := 0
-	for n < len(p) && len(cq.q) > 0 {
-		c := &cq.q[0]
+	for n < len(p) && !cq.empty() {
+		c := cq.front()
 		m := copy(p[n:], c.b.B[c.r:c.w])
 		c.r += m
 		n += m
@@ -68,25 +76,28 @@ func (cq *chunkQueue) read(p []byte) int {
 
 // pop drops the first chunk, returning its buffer to the pool.
 func (cq *chunkQueue) pop() {
-	bufpool.Put(cq.q[0].b)
-	cq.q[0] = chunk{}
-	cq.q = cq.q[1:]
-	if len(cq.q) == 0 {
-		cq.q = cq.q[:0:0]
+	bufpool.Put(cq.q[cq.h].b)
+	cq.advance()
+}
+
+func (cq *chunkQueue) advance() {
+	cq.q[cq.h] = chunk{}
+	cq.h++
+	if cq.h == len(cq.q) {
+		cq.q, cq.h = cq.q[:0], 0
 	}
 }
 
 // take removes the first chunk without freeing it: its new owner does.
 func (cq *chunkQueue) take() chunk {
-	c := cq.q[0]
-	cq.q[0] = chunk{}
-	cq.q = cq.q[1:]
+	c := cq.q[cq.h]
+	cq.advance()
 	cq.n -= c.w - c.r
 	return c
 }
 
 func (cq *chunkQueue) reset() {
-	for len(cq.q) > 0 {
+	for !cq.empty() {
 		cq.pop()
 	}
 	cq.n = 0
@@ -133,6 +144,7 @@ type Stream struct {
 	err         error // set when reset or the connection closed
 	removed     bool
 	handlerDone bool
+	userDone    bool // handler returned, or Release called: recyclable
 }
 
 // ID returns the stream identifier.
@@ -141,8 +153,19 @@ func (s *Stream) ID() uint32 { return s.id }
 // Conn returns the connection the stream belongs to.
 func (s *Stream) Conn() *Conn { return s.c }
 
+// streamPool recycles Streams with their header lists and queues, so a
+// round trip allocates no stream state once warm. A Stream goes back once
+// the connection is done with it (removed, not in the writer's queue, not
+// being written) and so is its user: the handler returned (server role) or
+// Release was called (client role).
+var streamPool sync.Pool
+
 func (c *Conn) newStreamLocked(id uint32) *Stream {
-	s := &Stream{c: c, id: id}
+	s, _ := streamPool.Get().(*Stream)
+	if s == nil {
+		s = new(Stream)
+	}
+	s.c, s.id = c, id
 	s.readWait.L = &c.mu
 	s.writeWait.L = &c.mu
 	s.in.init(int32(c.cfg.InitialStreamWindow))
@@ -236,6 +259,41 @@ func (c *Conn) removeStreamLocked(s *Stream) {
 		c.dr.streamsEndedLocked()
 	}
 	c.maybeFinishShutdownLocked()
+	c.maybeRecycleLocked(s)
+}
+
+// maybeRecycleLocked returns s to the pool once nobody refers to it.
+func (c *Conn) maybeRecycleLocked(s *Stream) {
+	if !s.removed || !s.userDone || s.queued || c.writing == s {
+		return
+	}
+	s.rbuf.reset()
+	s.sq.reset()
+	// Keep the buffers; zero everything else.
+	rh, tr, sh, st := s.recvHdrs, s.trailers, s.sendHdrs, s.sendTrl
+	rq, sq := s.rbuf.q[:0], s.sq.q[:0] // reset emptied them
+	*s = Stream{}
+	s.recvHdrs, s.trailers, s.sendHdrs, s.sendTrl = rh, tr, sh, st
+	s.recvHdrs.Reset()
+	s.trailers.Reset()
+	s.sendHdrs.Reset()
+	s.sendTrl.Reset()
+	s.rbuf.q, s.sq.q = rq, sq
+	streamPool.Put(s)
+}
+
+// Release says the caller (client role) is done with the stream; a stream
+// still open is reset with CANCEL. The Stream must not be used afterwards.
+// Calling it is optional: it lets the connection reuse the stream's memory.
+func (s *Stream) Release() {
+	c := s.c
+	c.mu.Lock()
+	if !s.removed {
+		c.resetStreamLocked(s, ResetError{Code: frames.ErrCodeCancel})
+	}
+	s.userDone = true
+	c.maybeRecycleLocked(s)
+	c.mu.Unlock()
 }
 
 // runHandler runs the handler for a peer-opened stream and finishes the
@@ -243,8 +301,13 @@ func (c *Conn) removeStreamLocked(s *Stream) {
 func (c *Conn) runHandler(s *Stream) {
 	defer func() {
 		c.mu.Lock()
+		defer c.mu.Unlock()
 		c.handlers--
 		s.handlerDone = true
+		defer func() {
+			s.userDone = true
+			c.maybeRecycleLocked(s)
+		}()
 		s.readClosed = true
 		if s.err == nil {
 			switch {
@@ -270,7 +333,6 @@ func (c *Conn) runHandler(s *Stream) {
 				c.queueStreamLocked(s)
 			}
 		}
-		c.mu.Unlock()
 	}()
 	c.cfg.Handler.ServeStream(s)
 }

@@ -125,10 +125,16 @@ func (c *Conn) buildBatchLocked() {
 			s.queued = false
 			// A stream that could not move (no connection window, or held
 			// by the dribble guard) leaves the queue; a WINDOW_UPDATE
-			// brings it back.
-			if c.writeStreamLocked(s) && s.sendable() && !s.removed {
+			// brings it back. c.writing keeps s from being recycled while
+			// it is being written.
+			c.writing = s
+			wrote := c.writeStreamLocked(s)
+			c.writing = nil
+			if wrote && s.sendable() && !s.removed {
 				s.queued = true
 				c.ready = append(c.ready, s)
+			} else {
+				c.maybeRecycleLocked(s)
 			}
 		}
 		clear(cur)
@@ -186,7 +192,7 @@ func (c *Conn) writeStreamLocked(s *Stream) bool {
 		return false
 	}
 	if s.sq.n > 0 {
-		head := &s.sq.q[0]
+		head := s.sq.front()
 		pending := head.w - head.r
 		allow := min(int(min(s.out.available(), c.out.available())), int(fw.MaxFrameSize()))
 		n := min(allow, pending)
