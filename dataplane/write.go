@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"runtime"
 	"time"
 
 	"github.com/culvert-tunnel/culvert/bufpool"
@@ -37,6 +38,11 @@ func (c *Conn) writeLoop() {
 			c.releaseInflight()
 			return
 		}
+		// Let the goroutines that are ready to run (handlers finishing
+		// their responses, the reader applying a burst of frames) queue
+		// their work first: one bigger batch instead of several small
+		// ones, one write call instead of several.
+		runtime.Gosched()
 		for {
 			c.mu.Lock()
 			c.buildBatchLocked()
