@@ -80,6 +80,7 @@ type Conn struct {
 		tableSizeDirty bool
 	}
 	settingsSentAt time.Time // zero once acknowledged
+	peerSettings   bool      // the peer's first SETTINGS arrived
 	out            outflow
 	in             inflow
 
@@ -963,6 +964,10 @@ func (c *Conn) onSettingsLocked(f *frames.SettingsFrame) {
 		}
 	}
 	c.pushCtrlLocked(ctrlFrame{typ: frames.FrameSettings, flags: frames.FlagSettingsAck})
+	if !c.peerSettings {
+		c.peerSettings = true
+		c.slotFree.Broadcast() // OpenStream may wait for them
+	}
 }
 
 func (c *Conn) onPingLocked(f *frames.PingFrame) {

@@ -517,11 +517,23 @@ func (s *Stream) Err() error {
 
 // OpenStream opens a stream (client role) with the given request headers;
 // endStream sends them with END_STREAM (a request without body). It waits
-// while the peer's MAX_CONCURRENT_STREAMS is reached.
+// while the peer's MAX_CONCURRENT_STREAMS is reached. An extended CONNECT
+// (a :protocol field, RFC 8441) waits for the peer's first SETTINGS and
+// fails with ErrNoConnectProtocol unless they allow it.
 func (c *Conn) OpenStream(ctx context.Context, fields []hpack.HeaderField, endStream bool) (*Stream, error) {
+	var isConnect, hasProtocol, isHead bool
+	for _, f := range fields {
+		switch string(f.Name) {
+		case ":method":
+			isConnect, isHead = string(f.Value) == "CONNECT", string(f.Value) == "HEAD"
+		case ":protocol":
+			hasProtocol = true
+		}
+	}
+	extended := isConnect && hasProtocol
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ownActive >= int(c.peer.maxConcurrent) && ctx.Done() != nil {
+	if (c.ownActive >= int(c.peer.maxConcurrent) || (extended && !c.peerSettings)) && ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() {
 			c.mu.Lock()
 			c.slotFree.Broadcast()
@@ -533,7 +545,7 @@ func (c *Conn) OpenStream(ctx context.Context, fields []hpack.HeaderField, endSt
 		if err := c.canOpenLocked(); err != nil {
 			return nil, err
 		}
-		if c.ownActive < int(c.peer.maxConcurrent) {
+		if c.ownActive < int(c.peer.maxConcurrent) && (!extended || c.peerSettings) {
 			break
 		}
 		if err := ctx.Err(); err != nil {
@@ -541,16 +553,7 @@ func (c *Conn) OpenStream(ctx context.Context, fields []hpack.HeaderField, endSt
 		}
 		c.slotFree.Wait()
 	}
-	var isConnect, hasProtocol, isHead bool
-	for _, f := range fields {
-		switch string(f.Name) {
-		case ":method":
-			isConnect, isHead = string(f.Value) == "CONNECT", string(f.Value) == "HEAD"
-		case ":protocol":
-			hasProtocol = true
-		}
-	}
-	if isConnect && hasProtocol && !c.peer.connectProto {
+	if extended && !c.peer.connectProto {
 		return nil, ErrNoConnectProtocol
 	}
 	id := c.nextStreamID
