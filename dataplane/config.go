@@ -29,14 +29,13 @@ type Config struct {
 	SendBuffer int
 
 	// Timeouts. Negative disables one.
-	PrefaceTimeout    time.Duration // preface and first SETTINGS (server); default 10s
-	SettingsTimeout   time.Duration // our SETTINGS unacknowledged; default 10s
-	FrameTimeout      time.Duration // a frame or field block half-sent; default 10s
-	IdleTimeout       time.Duration // no open stream and no frame (heartbeat ACKs aside); default 5m
-	WriteTimeout      time.Duration // one batch stuck in Write; default 30s
-	PingInterval      time.Duration // heartbeat PING after this much silence; default 5s
-	PingMisses        int           // unanswered heartbeats before closing; default 5
-	ShutdownRTTBudget time.Duration // unused placeholder for two-step GOAWAY; default 1s
+	PrefaceTimeout  time.Duration // preface and first SETTINGS (server); default 10s
+	SettingsTimeout time.Duration // our SETTINGS unacknowledged; default 10s
+	FrameTimeout    time.Duration // a frame or field block half-sent; default 10s
+	IdleTimeout     time.Duration // no open stream and no frame (heartbeat ACKs aside); default 5m
+	WriteTimeout    time.Duration // one batch stuck in Write; default 30s
+	PingInterval    time.Duration // heartbeat PING after this much silence; default 5s
+	PingMisses      int           // unanswered heartbeats before closing; default 5
 
 	// Abuse bounds. Frames that cost us work but carry nothing (peer
 	// RST_STREAM, resets the peer provokes, PING, SETTINGS, PRIORITY, empty
@@ -98,7 +97,6 @@ func (c *Config) withDefaults() Config {
 	dur(&d.IdleTimeout, 5*time.Minute)
 	dur(&d.WriteTimeout, 30*time.Second)
 	dur(&d.PingInterval, 5*time.Second)
-	dur(&d.ShutdownRTTBudget, time.Second)
 	if d.PingMisses == 0 {
 		d.PingMisses = 5
 	}

@@ -942,10 +942,8 @@ func (c *Conn) onSettingsLocked(f *frames.SettingsFrame) {
 			c.peer.maxFrameSize = s.Val
 		case frames.SettingEnableConnectProtocol:
 			c.peer.connectProto = s.Val == 1
-		case frames.SettingEnablePush:
-			if s.Val == 1 && c.role == RoleServer {
-				// A client may enable push; we never push. Nothing to do.
-			}
+			// SETTINGS_ENABLE_PUSH needs nothing: we never push, and the
+			// codec already checked its value.
 		}
 	}
 	if haveWindow {
