@@ -31,8 +31,10 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
+# A hung test fails after 5 minutes; GOTRACEBACK=crash makes its dump include
+# the stacks of running goroutines too (a spinning one shows up).
 unit:
-	H2SPEC=$(H2SPEC) $(GO) test -race -shuffle=on $(PKGS)
+	H2SPEC=$(H2SPEC) GOTRACEBACK=crash $(GO) test -race -shuffle=on -timeout 5m $(PKGS)
 	# allocation contracts are checked without -race (it allocates)
 	$(GO) test -run 'Alloc' -count=1 $(PKGS)
 	# every benchmark once, so none rots
