@@ -275,7 +275,13 @@ func (e *Encoder) insert(name, value []byte, hN, hNV uint64) {
 		return
 	}
 	if e.nBuckets == nil {
+		// The first insert builds the buckets, linking every live entry,
+		// this one included: give it its hashes first and do not link it
+		// again (a second link could make it point at itself).
+		en := &e.dt.ring[id&e.dt.mask]
+		en.hN, en.hNV = hN, hNV
 		e.rebuildBuckets()
+		return
 	}
 	e.link(id, hN, hNV)
 }
