@@ -209,6 +209,11 @@ func FuzzRoundTrip(f *testing.F) {
 			if d.DynamicTableSize() != e.DynamicTableSize() {
 				t.Fatalf("block %d: table sizes %d != %d", i, d.DynamicTableSize(), e.DynamicTableSize())
 			}
+			// The encoder's lookup chains stay sound: a cycle would hang a
+			// later lookup, which a round trip only notices by hanging.
+			if err := chainsOK(e); err != nil {
+				t.Fatalf("block %d: %v", i, err)
+			}
 		}
 	})
 }
