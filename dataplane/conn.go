@@ -725,7 +725,7 @@ func (c *Conn) onDataLocked(f *frames.DataFrame) {
 			return
 		}
 	} else if len(data) > 0 {
-		s.rbuf.write(data)
+		s.rbuf.write(data, defaultChunkPayload)
 		s.readWait.Broadcast()
 	}
 	if f.StreamEnded() {

@@ -12,10 +12,15 @@ import (
 	"github.com/culvert-tunnel/culvert/frames/hpack"
 )
 
-// chunkPayload is the body bytes one send chunk holds: one default-size
-// DATA frame. A chunk keeps frames.HeaderLen bytes free in front of its
-// payload so a full chunk goes out as a DATA frame without a copy.
-const chunkPayload = frames.DefaultMaxFrameSize
+// Chunk payload sizes. A send chunk holds one DATA frame's payload: the
+// peer's SETTINGS_MAX_FRAME_SIZE, at most maxChunkPayload (bigger frames
+// gain little and pin more memory per stream). It keeps frames.HeaderLen
+// bytes free in front of the payload, so a full chunk goes out as a DATA
+// frame without a copy. Receive chunks hold defaultChunkPayload.
+const (
+	defaultChunkPayload = frames.DefaultMaxFrameSize
+	maxChunkPayload     = 64 << 10
+)
 
 type chunkBuf = bufpool.Buf
 
@@ -39,21 +44,23 @@ func (cq *chunkQueue) front() *chunk { return &cq.q[cq.h] }
 
 func (cq *chunkQueue) empty() bool { return cq.h == len(cq.q) }
 
-// write appends p (copied) to the queue, filling the last chunk first.
-// Send chunks keep frames.HeaderLen bytes free in front.
-func (cq *chunkQueue) write(p []byte) {
+// write appends p (copied) to the queue, filling the last chunk first, in
+// chunks of up to payload bytes that keep frames.HeaderLen bytes free in
+// front.
+func (cq *chunkQueue) write(p []byte, payload int) {
 	cq.n += len(p)
+	end := frames.HeaderLen + payload
 	for len(p) > 0 {
 		if !cq.empty() {
 			last := &cq.q[len(cq.q)-1]
-			if room := len(last.b.B) - last.w; room > 0 && last.w < frames.HeaderLen+chunkPayload {
-				m := copy(last.b.B[last.w:min(len(last.b.B), frames.HeaderLen+chunkPayload)], p)
+			if lim := min(len(last.b.B), end); last.w < lim {
+				m := copy(last.b.B[last.w:lim], p)
 				last.w += m
 				p = p[m:]
 				continue
 			}
 		}
-		b := bufpool.Get(frames.HeaderLen + chunkPayload)
+		b := bufpool.Get(end)
 		cq.q = append(cq.q, chunk{b: b, r: frames.HeaderLen, w: frames.HeaderLen})
 	}
 }
@@ -452,7 +459,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 			continue
 		}
 		m := min(room, len(p))
-		s.sq.write(p[:m])
+		s.sq.write(p[:m], min(int(c.peer.maxFrameSize), maxChunkPayload))
 		p = p[m:]
 		n += m
 		c.queueStreamLocked(s)
