@@ -187,35 +187,27 @@ func BenchmarkEngine(b *testing.B) {
 	})
 	// RoundTrip100: 100 goroutines (parallelism 50 x GOMAXPROCS 2) share
 	// one connection, so about 100 streams are in flight at any time.
-	b.Run("RoundTrip100/culvert", func(b *testing.B) {
-		c := culvertPair(b)
+	roundTrip100 := func(b *testing.B, get func(buf []byte) int) {
 		b.ReportAllocs()
 		b.SetBytes(smallBody)
 		b.SetParallelism(100 / max(1, runtimeGOMAXPROCS()))
 		b.RunParallel(func(pb *testing.PB) {
 			buf := make([]byte, 4096)
 			for pb.Next() {
-				if culvertGet(b, c, reqSmall, buf) != smallBody {
+				if get(buf) != smallBody {
 					b.Error("short body")
 					return
 				}
 			}
 		})
+	}
+	b.Run("RoundTrip100/culvert", func(b *testing.B) {
+		c := culvertPair(b)
+		roundTrip100(b, func(buf []byte) int { return culvertGet(b, c, reqSmall, buf) })
 	})
 	b.Run("RoundTrip100/xnet", func(b *testing.B) {
 		c := xnetPair(b)
-		b.ReportAllocs()
-		b.SetBytes(smallBody)
-		b.SetParallelism(100 / max(1, runtimeGOMAXPROCS()))
-		b.RunParallel(func(pb *testing.PB) {
-			buf := make([]byte, 4096)
-			for pb.Next() {
-				if xnetGet(b, c, "/small", buf) != smallBody {
-					b.Error("short body")
-					return
-				}
-			}
-		})
+		roundTrip100(b, func(buf []byte) int { return xnetGet(b, c, "/small", buf) })
 	})
 	b.Run("Bulk1M/culvert", func(b *testing.B) {
 		c := culvertPair(b)

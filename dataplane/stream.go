@@ -444,14 +444,8 @@ func (s *Stream) Write(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	n := 0
 	for len(p) > 0 {
-		if s.err != nil {
-			return n, s.err
-		}
-		if s.sendEndPending || s.sendEnd {
-			return n, ErrStreamClosed
-		}
-		if !s.hdrsSent && !s.sendHdrsPending {
-			return n, ErrNoHeaders
+		if err := s.sendOpenLocked(); err != nil {
+			return n, err
 		}
 		room := c.cfg.SendBuffer - s.sq.n
 		if room <= 0 {
@@ -467,19 +461,28 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// sendOpenLocked reports why the send side takes no more body: the stream
+// ended abnormally, END_STREAM is already queued (ErrStreamClosed), or no
+// headers were sent yet (ErrNoHeaders).
+func (s *Stream) sendOpenLocked() error {
+	switch {
+	case s.err != nil:
+		return s.err
+	case s.sendEndPending || s.sendEnd:
+		return ErrStreamClosed
+	case !s.hdrsSent && !s.sendHdrsPending:
+		return ErrNoHeaders
+	}
+	return nil
+}
+
 // WriteTrailers queues trailers; they end the stream.
 func (s *Stream) WriteTrailers(fields []hpack.HeaderField) error {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if s.err != nil {
-		return s.err
-	}
-	if s.sendEndPending || s.sendEnd {
-		return ErrStreamClosed
-	}
-	if !s.hdrsSent && !s.sendHdrsPending {
-		return ErrNoHeaders
+	if err := s.sendOpenLocked(); err != nil {
+		return err
 	}
 	s.sendTrl.CopyFrom(fields)
 	s.sendTrlPending = true
@@ -488,19 +491,17 @@ func (s *Stream) WriteTrailers(fields []hpack.HeaderField) error {
 	return nil
 }
 
-// CloseWrite ends the send side (END_STREAM after the queued body).
+// CloseWrite ends the send side (END_STREAM after the queued body). A
+// second call does nothing.
 func (s *Stream) CloseWrite() error {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if s.err != nil {
-		return s.err
-	}
-	if s.sendEndPending || s.sendEnd {
-		return nil
-	}
-	if !s.hdrsSent && !s.sendHdrsPending {
-		return ErrNoHeaders
+	if err := s.sendOpenLocked(); err != nil {
+		if err == ErrStreamClosed {
+			return nil
+		}
+		return err
 	}
 	s.sendEndPending = true
 	c.queueStreamLocked(s)
