@@ -254,11 +254,7 @@ func TestAttack_PingFlood(t *testing.T) {
 		for i := range 100000 {
 			p.fw.WritePing(false, [8]byte{byte(i)})
 		}
-		p.flush()
-		waitDone(t, c, attackWait)
-		p.startReading(false)
-		p.expectGoAway(frames.ErrCodeEnhanceYourCalm, attackWait)
-		p.expectClosed(attackWait)
+		p.floodEndsCalm(t, c)
 		if n := p.count(frames.FramePing); n > 201 {
 			t.Errorf("%d PING ACKs, want at most the abuse burst", n)
 		}
@@ -316,11 +312,7 @@ func TestAttack_ResetFlood(t *testing.T) {
 		for range 20000 {
 			p.fw.WriteRawFrame(frames.FrameWindowUpdate, 0, 1, []byte{0, 0, 0, 0})
 		}
-		p.flush()
-		waitDone(t, c, attackWait)
-		p.startReading(false)
-		p.expectGoAway(frames.ErrCodeEnhanceYourCalm, attackWait)
-		p.expectClosed(attackWait)
+		p.floodEndsCalm(t, c)
 		if n := p.count(frames.FrameRSTStream); n > 201 {
 			t.Errorf("%d RST_STREAM frames, want at most the abuse burst", n)
 		}
@@ -382,11 +374,7 @@ func TestAttack_SettingsFlood(t *testing.T) {
 	for range 100000 {
 		p.fw.WriteSettings([]frames.Setting{{ID: frames.SettingMaxConcurrentStreams, Val: 100}})
 	}
-	p.flush()
-	waitDone(t, c, attackWait)
-	p.startReading(false)
-	p.expectGoAway(frames.ErrCodeEnhanceYourCalm, attackWait)
-	p.expectClosed(attackWait)
+	p.floodEndsCalm(t, c)
 	// The server's own SETTINGS, and at most one ACK per token.
 	if n := p.count(frames.FrameSettings); n > 1+201 {
 		t.Errorf("%d SETTINGS frames, want at most the abuse burst", n)
@@ -438,11 +426,7 @@ func TestAttack_PriorityFlood(t *testing.T) {
 		id := uint32(2*i + 1)
 		p.fw.WritePriority(id, frames.PriorityParam{StreamDep: id + 2, Weight: byte(i)})
 	}
-	p.flush()
-	waitDone(t, c, attackWait)
-	p.startReading(false)
-	p.expectGoAway(frames.ErrCodeEnhanceYourCalm, attackWait)
-	p.expectClosed(attackWait)
+	p.floodEndsCalm(t, c)
 	if n := c.Stats().FramesRead; n > 1100 {
 		t.Errorf("server processed %d frames, want about the abuse burst", n)
 	}

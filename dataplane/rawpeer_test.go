@@ -382,6 +382,18 @@ func (p *rawPeer) requestBlock(method, path string, extra ...string) []byte {
 	return p.hb
 }
 
+// floodEndsCalm sends what the peer has batched (a flood, written without
+// reading), waits for the server to end the connection c, then reads what
+// it sent: a GOAWAY(ENHANCE_YOUR_CALM) and a clean close.
+func (p *rawPeer) floodEndsCalm(t testing.TB, c *Conn) {
+	t.Helper()
+	p.flush()
+	waitDone(t, c, attackWait)
+	p.startReading(false)
+	p.expectGoAway(frames.ErrCodeEnhanceYourCalm, attackWait)
+	p.expectClosed(attackWait)
+}
+
 // attackServer serves our server role on loopback like startServer, and
 // also tracks the Serve calls still running.
 type attackServer struct {
