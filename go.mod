@@ -2,6 +2,21 @@ module github.com/culvert-tunnel/culvert
 
 go 1.26.0
 
-require golang.org/x/net v0.62.0
+require (
+	github.com/VictoriaMetrics/metrics v1.35.1
+	github.com/coder/websocket v1.8.14
+	github.com/spf13/pflag v1.1.0
+	github.com/valyala/fasthttp v1.77.0
+	go.etcd.io/bbolt v1.5.0
+	golang.org/x/net v0.62.0
+)
 
-require golang.org/x/text v0.43.0 // indirect
+require (
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/molecule-man/go-brrr v1.3.0 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	github.com/valyala/fastrand v1.1.0 // indirect
+	github.com/valyala/histogram v1.2.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)

@@ -403,6 +403,17 @@ func (s *Stream) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// BodyState reports what is known of the received body now: the bytes
+// buffered but not yet read, and whether END_STREAM has arrived (then
+// buffered is all that is left of the body). A proxy uses it to forward a
+// request that came without a body, or whole, with its exact length.
+func (s *Stream) BodyState() (buffered int, ended bool) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return s.rbuf.n, s.recvEnd && s.err == nil
+}
+
 // CloseRead says the body will not be read: received DATA is discarded
 // (its window returned at once).
 func (s *Stream) CloseRead() {

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/culvert-tunnel/culvert/control"
+	"github.com/culvert-tunnel/culvert/dataplane/edge"
+	"github.com/spf13/pflag"
+)
+
+type edgeOptions struct {
+	dataDir     string
+	domain      string
+	tunnelAddr  string
+	httpAddr    string
+	apiAddr     string
+	metricsAddr string
+	location    string
+	advertise   []string
+	grace       time.Duration
+	logs        logFlags
+}
+
+func (o *edgeOptions) register(fs *pflag.FlagSet) {
+	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(homeDir(), ".culvert", "edge"), "state directory (bbolt store, CAs, admin token)")
+	fs.StringVar(&o.domain, "domain", "culvert.test", "the edge's own domain; the tunnel server name is tunnel.DOMAIN")
+	fs.StringVar(&o.tunnelAddr, "tunnel-addr", ":7844", "address for connectors (TLS 1.3, mTLS)")
+	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address for visitors (HTTP/1.1)")
+	fs.StringVar(&o.apiAddr, "api-addr", ":7845", "address of the control API (HTTPS)")
+	fs.StringVar(&o.metricsAddr, "metrics", "127.0.0.1:7846", "address of /metrics (empty: off)")
+	fs.StringVar(&o.location, "location", "local", "this edge's name, told to connectors")
+	fs.StringSliceVar(&o.advertise, "advertise", nil, "tunnel addresses (host:port) written into new cert.pem files (default: the tunnel address)")
+	fs.DurationVar(&o.grace, "grace-period", 30*time.Second, "how long a shutdown lets in-flight requests finish")
+	o.logs.register(fs)
+}
+
+// runningEdge is an edge with its listeners up.
+type runningEdge struct {
+	ctl              *control.Edge
+	dp               *edge.Edge
+	tunnelLn, httpLn net.Listener
+	apiLn, metricsLn net.Listener
+	logger           *slog.Logger
+	errc             chan error
+}
+
+// startEdge opens the state and starts every listener.
+func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
+	ctl, err := control.OpenEdge(o.dataDir, o.domain, logger)
+	if err != nil {
+		return nil, err
+	}
+	r := &runningEdge{ctl: ctl, logger: logger, errc: make(chan error, 4)}
+	ok := false
+	defer func() {
+		if !ok {
+			r.close()
+		}
+	}()
+	tlsCfg, err := ctl.TunnelTLS()
+	if err != nil {
+		return nil, err
+	}
+	r.dp, err = edge.New(edge.Config{TunnelTLS: tlsCfg, Registrar: ctl, Location: o.location, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if r.tunnelLn, err = net.Listen("tcp", o.tunnelAddr); err != nil {
+		return nil, fmt.Errorf("--tunnel-addr: %w", err)
+	}
+	ctl.Edges = o.advertise
+	if len(ctl.Edges) == 0 {
+		ctl.Edges = []string{advertised(r.tunnelLn.Addr())}
+	}
+	if r.httpLn, err = net.Listen("tcp", o.httpAddr); err != nil {
+		return nil, fmt.Errorf("--http-addr: %w", err)
+	}
+	if o.apiAddr != "" {
+		apiTLS, err := ctl.APITLS(nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", o.apiAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--api-addr: %w", err)
+		}
+		r.apiLn = ln
+		srv := &http.Server{Handler: (&control.API{Edge: ctl}).Handler(), TLSConfig: apiTLS, ReadHeaderTimeout: 10 * time.Second}
+		go srv.ServeTLS(ln, "", "")
+	}
+	if o.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metricsHandler(r.dp.WritePrometheus))
+		mux.HandleFunc("/healthcheck", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "OK\n") })
+		if r.metricsLn, err = serveHTTP(o.metricsAddr, mux, logger, "metrics"); err != nil {
+			return nil, fmt.Errorf("--metrics: %w", err)
+		}
+	}
+	go func() { r.errc <- r.dp.ServeTunnels(r.tunnelLn) }()
+	go func() { r.errc <- r.dp.ServeVisitors(r.httpLn) }()
+	ok = true
+	attrs := []any{"tunnel", r.tunnelLn.Addr().String(), "http", r.httpLn.Addr().String(), "data_dir", o.dataDir}
+	if r.apiLn != nil {
+		attrs = append(attrs, "api", r.apiLn.Addr().String())
+	}
+	if r.metricsLn != nil {
+		attrs = append(attrs, "metrics", r.metricsLn.Addr().String())
+	}
+	logger.Info("edge running", attrs...)
+	return r, nil
+}
+
+// advertised turns a listener address into one a connector can dial: an
+// unspecified host becomes loopback.
+func advertised(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if ta.IP == nil || ta.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
+	}
+	return ta.String()
+}
+
+func (r *runningEdge) shutdown(grace time.Duration) {
+	if r.dp != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		r.dp.Shutdown(ctx)
+		cancel()
+	}
+	r.close()
+}
+
+func (r *runningEdge) close() {
+	for _, ln := range []net.Listener{r.tunnelLn, r.httpLn, r.apiLn, r.metricsLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	r.ctl.Close()
+}
+
+func runEdgeCommand(args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "zone", "cert":
+			return runEdgeAdmin(args)
+		}
+	}
+	var o edgeOptions
+	fs := pflag.NewFlagSet("culvert edge", pflag.ContinueOnError)
+	o.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("edge: unexpected argument %q", fs.Arg(0))
+	}
+	logger, err := o.logs.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	r, err := startEdge(&o, logger)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("edge shutting down", "grace_period", o.grace)
+	case err = <-r.errc:
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			logger.Error("edge listener failed", "err", err)
+		}
+	}
+	r.shutdown(o.grace)
+	return err
+}

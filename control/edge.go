@@ -1,0 +1,419 @@
+package control
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/culvert-tunnel/culvert/dataplane/edge"
+	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
+	culverttls "github.com/culvert-tunnel/culvert/tls"
+)
+
+// Meta keys of the edge's own secrets in the store.
+const (
+	metaEdgeCACert   = "ca/edge/cert"
+	metaEdgeCAKey    = "ca/edge/key"
+	metaOriginCACert = "ca/origin/cert"
+	metaOriginCAKey  = "ca/origin/key"
+	metaAdminUser    = "admin/user"
+	metaDefaultAcct  = "account/default"
+)
+
+// Files the edge writes into its data dir at first start.
+const (
+	// AdminTokenFile holds the first super administrator's API token (mode
+	// 0600): the credential of the admin commands on this machine.
+	AdminTokenFile = "admin.token"
+	// EdgeCAFile is the public certificate of the edge CA: clients of the
+	// control API and connectors trust the edge through it.
+	EdgeCAFile = "edge-ca.pem"
+	// StoreFile is the bbolt file.
+	StoreFile = "culvert.db"
+)
+
+// caValidity is how long the edge's CAs live.
+const caValidity = 20 * 365 * 24 * time.Hour
+
+// Edge is the control path of one edge process: its store, its two CAs,
+// and the registration policy the data plane asks (it implements
+// edge.Registrar).
+type Edge struct {
+	Store    Store
+	EdgeCA   *culverttls.CA
+	OriginCA *culverttls.CA
+	// Domain is the edge's own DNS domain; the tunnel listener's server
+	// name is "tunnel."+Domain.
+	Domain string
+	// DataDir holds the store and the admin files.
+	DataDir string
+	// AdminUserID is the first super administrator.
+	AdminUserID string
+	// DefaultAccountID is the account created at first start.
+	DefaultAccountID string
+	// Edges are the tunnel addresses written into new cert.pem tokens.
+	Edges []string
+
+	Logger *slog.Logger
+
+	mu   sync.Mutex
+	live map[string]map[string]bool // account -> live hostnames
+}
+
+// TunnelServerName is the server name of the tunnel listener's certificate.
+func (e *Edge) TunnelServerName() string { return "tunnel." + e.Domain }
+
+// OpenEdge opens (or creates, at first start) the edge state in dataDir:
+// the store, the CAs, a default account and its first super administrator,
+// whose token is written to dataDir/admin.token with mode 0600.
+func OpenEdge(dataDir, domain string, logger *slog.Logger) (*Edge, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
+	if domain == "" {
+		return nil, errors.New("control: the edge needs a domain")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("control: data dir: %w", err)
+	}
+	st, err := OpenBolt(filepath.Join(dataDir, StoreFile))
+	if err != nil {
+		return nil, err
+	}
+	e := &Edge{Store: st, Domain: domain, DataDir: dataDir, Logger: logger, live: map[string]map[string]bool{}}
+	if err := e.bootstrap(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close closes the store.
+func (e *Edge) Close() error { return e.Store.Close() }
+
+func (e *Edge) bootstrap() error {
+	var err error
+	if e.EdgeCA, err = e.loadOrCreateCA(metaEdgeCACert, metaEdgeCAKey, "culvert edge CA"); err != nil {
+		return err
+	}
+	if e.OriginCA, err = e.loadOrCreateCA(metaOriginCACert, metaOriginCAKey, "culvert origin CA"); err != nil {
+		return err
+	}
+	caPEM, _, err := e.EdgeCA.PEM()
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(e.DataDir, EdgeCAFile), caPEM, 0o644); err != nil {
+		return err
+	}
+	if id, err := e.Store.GetMeta(metaDefaultAcct); err == nil {
+		e.DefaultAccountID = string(id)
+	} else if errors.Is(err, ErrNotFound) {
+		a, err := e.Store.CreateAccount(Account{Name: "default"})
+		if err != nil {
+			return err
+		}
+		e.DefaultAccountID = a.ID
+		if err := e.Store.PutMeta(metaDefaultAcct, []byte(a.ID)); err != nil {
+			return err
+		}
+	} else {
+		return err
+	}
+	if id, err := e.Store.GetMeta(metaAdminUser); err == nil {
+		e.AdminUserID = string(id)
+		return nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	u, token, err := e.Store.CreateUser(User{AccountID: e.DefaultAccountID, Name: "admin", Role: RoleSuperAdmin})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(e.DataDir, AdminTokenFile), []byte(token+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := e.Store.PutMeta(metaAdminUser, []byte(u.ID)); err != nil {
+		return err
+	}
+	e.AdminUserID = u.ID
+	e.Logger.Info("edge initialised: first super administrator created",
+		"token_file", filepath.Join(e.DataDir, AdminTokenFile))
+	return nil
+}
+
+// loadOrCreateCA returns the CA stored under the keys, creating it at first
+// start (PutMetaIfAbsent, so two racing starts agree).
+func (e *Edge) loadOrCreateCA(certKey, keyKey, name string) (*culverttls.CA, error) {
+	certPEM, err := e.Store.GetMeta(certKey)
+	if errors.Is(err, ErrNotFound) {
+		ca, err := culverttls.NewCA(name, caValidity)
+		if err != nil {
+			return nil, err
+		}
+		c, k, err := ca.PEM()
+		if err != nil {
+			return nil, err
+		}
+		// The key goes first: a CA certificate is only stored once its key is.
+		if _, err := e.Store.PutMetaIfAbsent(keyKey+"/pending", k); err != nil {
+			return nil, err
+		}
+		k, err = e.Store.GetMeta(keyKey + "/pending")
+		if err != nil {
+			return nil, err
+		}
+		stored, err := e.Store.PutMetaIfAbsent(keyKey, k)
+		if err != nil {
+			return nil, err
+		}
+		if string(stored) == string(k) {
+			if _, err := e.Store.PutMetaIfAbsent(certKey, c); err != nil {
+				return nil, err
+			}
+		}
+		certPEM, err = e.Store.GetMeta(certKey)
+		if err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	keyPEM, err := e.Store.GetMeta(keyKey)
+	if err != nil {
+		return nil, fmt.Errorf("control: %s: %w", keyKey, err)
+	}
+	return culverttls.LoadCA(certPEM, keyPEM)
+}
+
+// TunnelTLS returns the tunnel listener's TLS config: a fresh server
+// certificate for TunnelServerName from the edge CA, mTLS against the origin
+// CA, revocation from the store.
+func (e *Edge) TunnelTLS() (*tls.Config, error) {
+	cert, err := e.EdgeCA.IssueServer([]string{e.TunnelServerName()}, nil, 397*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return culverttls.TunnelServerConfig(cert, e.OriginCA.Pool(), e.isRevoked), nil
+}
+
+func (e *Edge) isRevoked(serial *big.Int) bool {
+	r, err := e.Store.IsRevoked(serial.Text(16))
+	return err != nil || r
+}
+
+// APITLS returns the control API's TLS config: a certificate from the edge
+// CA for the API name and the loopback addresses, plus extra names.
+func (e *Edge) APITLS(extraNames []string, extraIPs []net.IP) (*tls.Config, error) {
+	names := append([]string{"api." + e.Domain, "localhost"}, extraNames...)
+	ips := append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, extraIPs...)
+	cert, err := e.EdgeCA.IssueServer(names, ips, 397*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// CreateZone creates a full zone in the default account.
+func (e *Edge) CreateZone(name string, partial bool) (Zone, error) {
+	name = culverttls.NormalizeHostname(name)
+	if name == "" || !strings.Contains(name, ".") {
+		return Zone{}, fmt.Errorf("control: %q is not a zone name (like example.com)", name)
+	}
+	z, err := e.Store.CreateZone(Zone{Name: name, AccountID: e.DefaultAccountID, Partial: partial})
+	if err != nil {
+		return Zone{}, err
+	}
+	e.audit(z.AccountID, "ZoneCreated", e.AdminUserID, z.Name, "")
+	return z, nil
+}
+
+// IssueBundle issues a cert.pem for zone: a new origin certificate and key,
+// and the API token of a service user made for the zone's tunnels (so the
+// bundle carries no administrator's credential).
+func (e *Edge) IssueBundle(zoneName string) ([]byte, error) {
+	z, err := e.Store.ZoneByName(zoneName)
+	if err != nil {
+		return nil, err
+	}
+	key, err := culverttls.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := e.OriginCA.IssueOrigin(z.Name, key.Public(), culverttls.MinOriginValidity+24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	u, token, err := e.Store.CreateUser(User{AccountID: z.AccountID, Name: "tunnel@" + z.Name, Role: RoleMember, Service: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Store.PutCert(CertRecord{
+		Serial: cert.SerialNumber.Text(16), ZoneID: z.ID, AccountID: z.AccountID, UserID: u.ID,
+		NotAfter: cert.NotAfter, Issued: time.Now().UTC(),
+	}); err != nil {
+		return nil, err
+	}
+	caPEM, _, err := e.EdgeCA.PEM()
+	if err != nil {
+		return nil, err
+	}
+	b := &culverttls.Bundle{Cert: cert, Key: key, Token: culverttls.Token{
+		ZoneID: z.ID, AccountID: z.AccountID, APIToken: token, Zone: z.Name,
+		EdgeCA: string(caPEM), TunnelServerName: e.TunnelServerName(), Edges: e.Edges,
+	}}
+	out, err := b.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	e.audit(z.AccountID, "CertIssued", e.AdminUserID, cert.SerialNumber.Text(16), "zone "+z.Name)
+	return out, nil
+}
+
+// RevokeCert revokes an origin certificate: the next TLS handshake with it
+// fails, and live connections that used it are not touched.
+func (e *Edge) RevokeCert(serial string) error {
+	c, err := e.Store.GetCert(serial)
+	if err != nil {
+		return err
+	}
+	if err := e.Store.RevokeCert(serial, time.Now().UTC()); err != nil {
+		return err
+	}
+	e.audit(c.AccountID, "CertRevoked", e.AdminUserID, serial, "")
+	return nil
+}
+
+func (e *Edge) audit(account, kind, actor, subject, detail string) {
+	if _, err := e.Store.AppendAudit(AuditEvent{AccountID: account, Kind: kind, Actor: actor, Subject: subject, Detail: detail}); err != nil {
+		e.Logger.Error("audit log write failed", "kind", kind, "err", err)
+	}
+}
+
+var _ edge.Registrar = (*Edge)(nil)
+
+func refuse(code, msg string, permanent bool) *tunnel.Error {
+	return &tunnel.Error{Code: code, Message: msg, Permanent: permanent}
+}
+
+// Register decides a tunnel connection's registration (edge.Registrar).
+func (e *Edge) Register(ctx context.Context, cert *x509.Certificate, r *tunnel.Register) (*edge.Registration, *tunnel.Error) {
+	serial := cert.SerialNumber.Text(16)
+	if revoked, err := e.Store.IsRevoked(serial); err != nil || revoked {
+		return nil, refuse(tunnel.CodeCertRevoked, "the origin certificate in cert.pem is revoked: run `culvert login` for a new one", true)
+	}
+	certZone, err := culverttls.ZoneOf(cert)
+	if err != nil {
+		return nil, refuse(tunnel.CodeZoneMismatch, "the client certificate is not an origin certificate", true)
+	}
+	u, err := e.Store.UserByToken(r.Token)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, refuse(tunnel.CodeBadToken, "the API token in cert.pem is not valid (it may have been rolled): "+
+				"run `culvert login` again, or use the token of a service user", true)
+		}
+		return nil, refuse(tunnel.CodeInternal, "the edge could not check the token", false)
+	}
+	z, err := e.Store.ZoneByName(certZone)
+	if err != nil {
+		return nil, refuse(tunnel.CodeZoneMismatch, fmt.Sprintf("the edge serves no zone %q", certZone), true)
+	}
+	if z.AccountID != u.AccountID {
+		return nil, refuse(tunnel.CodeZoneMismatch, fmt.Sprintf("the token's account does not own zone %q", z.Name), true)
+	}
+	if rec, err := e.Store.GetCert(serial); err != nil || rec.ZoneID != z.ID {
+		return nil, refuse(tunnel.CodeZoneMismatch, fmt.Sprintf("the origin certificate was not issued for zone %q", z.Name), true)
+	}
+	host := culverttls.NormalizeHostname(r.Hostname)
+	if err := culverttls.CheckHostname(z.Name, host); err != nil {
+		code := tunnel.CodeHostnameInvalid
+		switch {
+		case errors.Is(err, culverttls.ErrApexHostname):
+			code = tunnel.CodeHostnameApex
+		case errors.Is(err, culverttls.ErrTooDeep):
+			code = tunnel.CodeHostnameTooDeep
+		case errors.Is(err, culverttls.ErrOutsideZone):
+			code = tunnel.CodeHostnameOutside
+		}
+		return nil, refuse(code, fmt.Sprintf("hostname %q cannot be registered with this cert.pem (zone %s): %v", r.Hostname, z.Name, err), true)
+	}
+	if t, err := e.Store.TunnelByHostname(host); err == nil && t.AccountID != z.AccountID {
+		return nil, refuse(tunnel.CodeHostnameTaken, fmt.Sprintf("hostname %q belongs to another account", host), true)
+	}
+	acct, err := e.Store.GetAccount(z.AccountID)
+	if err != nil {
+		return nil, refuse(tunnel.CodeInternal, "the edge could not read the account", false)
+	}
+	e.mu.Lock()
+	hosts := e.live[acct.ID]
+	if !hosts[host] && len(hosts) >= acct.MaxTunnels() {
+		e.mu.Unlock()
+		return nil, &tunnel.Error{Code: tunnel.CodeTunnelLimit, RetryAfter: 60,
+			Message: fmt.Sprintf("the account runs its maximum of %d tunnels: stop one first", acct.MaxTunnels())}
+	}
+	first := !hosts[host]
+	if hosts == nil {
+		hosts = map[string]bool{}
+		e.live[acct.ID] = hosts
+	}
+	hosts[host] = true
+	e.mu.Unlock()
+	t, err := e.Store.PutTunnel(Tunnel{Hostname: host, ZoneID: z.ID, AccountID: z.AccountID, LBPool: r.LBPool, LastSeen: time.Now().UTC()})
+	if err != nil {
+		return nil, refuse(tunnel.CodeInternal, "the edge could not record the tunnel", false)
+	}
+	if first {
+		e.audit(z.AccountID, "Registered", u.ID, host, "connector "+r.ConnectorID)
+	}
+	return &edge.Registration{TunnelID: t.ID, AccountID: z.AccountID, Hostname: host, URL: "http://" + host}, nil
+}
+
+// Unregistered notes that a tunnel's last connection is gone.
+func (e *Edge) Unregistered(reg *edge.Registration) {
+	e.mu.Lock()
+	delete(e.live[reg.AccountID], reg.Hostname)
+	e.mu.Unlock()
+	e.audit(reg.AccountID, "Unregistered", "", reg.Hostname, "")
+}
+
+// Known reports whether hostname belongs to a tunnel the edge knows.
+func (e *Edge) Known(hostname string) bool {
+	_, err := e.Store.TunnelByHostname(hostname)
+	return err == nil
+}
+
+// writeFileAtomic writes data to path through a temporary file and a rename.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

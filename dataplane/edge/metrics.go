@@ -1,0 +1,106 @@
+package edge
+
+import (
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/culvert-tunnel/culvert/dataplane/internal/promhist"
+	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
+)
+
+// edgeMetrics are the edge's Prometheus metrics (culvert_edge_*).
+type edgeMetrics struct {
+	set      *metrics.Set
+	requests *metrics.Counter
+
+	// Errors by kind: each error response the edge makes, and each the
+	// connector made (counted from its culvert-error header).
+	errUnknownHost, errTunnelOffline, errTunnel                                 *metrics.Counter
+	errBadRequest, errHeaderTooLarge, errBodyTooLarge, errVisitorTimeout        *metrics.Counter
+	errVisitorGone                                                              *metrics.Counter
+	errOriginUnreachable, errOriginTimeout, errOriginError, errConnectorRequest *metrics.Counter
+
+	bytesUp, bytesDown              *metrics.Counter
+	websockets                      *metrics.Counter
+	registrations, registerFailures *metrics.Counter
+	tunnelHandshakeFailures         *metrics.Counter
+	statuses                        [600]atomic.Pointer[metrics.Counter]
+	duration                        *promhist.Histogram
+}
+
+func newEdgeMetrics(set *metrics.Set, e *Edge) *edgeMetrics {
+	m := &edgeMetrics{set: set}
+	m.requests = set.NewCounter("culvert_edge_requests_total")
+	errs := func(kind string) *metrics.Counter {
+		return set.NewCounter(fmt.Sprintf(`culvert_edge_errors_total{kind=%q}`, kind))
+	}
+	m.errUnknownHost = errs("unknown_hostname")
+	m.errTunnelOffline = errs("tunnel_offline")
+	m.errTunnel = errs("tunnel_stream")
+	m.errBadRequest = errs("bad_request")
+	m.errHeaderTooLarge = errs("header_too_large")
+	m.errBodyTooLarge = errs("body_too_large")
+	m.errVisitorTimeout = errs("visitor_timeout")
+	m.errVisitorGone = errs("visitor_gone")
+	m.errOriginUnreachable = errs("origin_unreachable")
+	m.errOriginTimeout = errs("origin_timeout")
+	m.errOriginError = errs("origin_error")
+	m.errConnectorRequest = errs("connector_bad_request")
+	m.bytesUp = set.NewCounter(`culvert_edge_bytes_total{direction="to_origin"}`)
+	m.bytesDown = set.NewCounter(`culvert_edge_bytes_total{direction="to_visitor"}`)
+	m.websockets = set.NewCounter("culvert_edge_websockets_total")
+	m.registrations = set.NewCounter("culvert_edge_tunnel_registrations_total")
+	m.registerFailures = set.NewCounter("culvert_edge_tunnel_registration_failures_total")
+	m.tunnelHandshakeFailures = set.NewCounter("culvert_edge_tunnel_handshake_failures_total")
+	set.NewGauge("culvert_edge_tunnel_connections", func() float64 { return float64(e.Connections()) })
+	set.NewGauge("culvert_edge_tunnel_hostnames", func() float64 { return float64(e.reg.hostnames()) })
+	set.NewGauge("culvert_edge_requests_inflight", func() float64 {
+		n := 0
+		for _, t := range e.reg.all() {
+			n += int(t.inflight.Load())
+		}
+		return float64(n)
+	})
+	m.duration = promhist.New("culvert_edge_request_duration_seconds",
+		"Time from a visitor request's arrival to the end of its response.", promhist.DurationBuckets)
+	return m
+}
+
+func (m *edgeMetrics) status(code int) {
+	if code < 100 || code >= len(m.statuses) {
+		code = 0
+	}
+	ctr := m.statuses[code].Load()
+	if ctr == nil {
+		ctr = m.set.GetOrCreateCounter(fmt.Sprintf(`culvert_edge_responses_total{status="%d"}`, code))
+		m.statuses[code].Store(ctr)
+	}
+	ctr.Inc()
+}
+
+// connectorError counts a response the connector made itself.
+func (m *edgeMetrics) connectorError(kind []byte) {
+	switch string(kind) {
+	case tunnel.ErrorOriginUnreachable:
+		m.errOriginUnreachable.Inc()
+	case tunnel.ErrorOriginTimeout:
+		m.errOriginTimeout.Inc()
+	case tunnel.ErrorBadRequest:
+		m.errConnectorRequest.Inc()
+	default:
+		m.errOriginError.Inc()
+	}
+}
+
+func (m *edgeMetrics) observe(start time.Time) {
+	m.duration.Observe(time.Since(start).Seconds())
+}
+
+// WritePrometheus writes the edge's metrics.
+func (e *Edge) WritePrometheus(w io.Writer) {
+	e.metrics.set.WritePrometheus(w)
+	e.metrics.duration.WritePrometheus(w)
+}

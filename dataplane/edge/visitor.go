@@ -1,0 +1,605 @@
+package edge
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/culvert-tunnel/culvert/bufpool"
+	"github.com/culvert-tunnel/culvert/dataplane"
+	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
+	"github.com/culvert-tunnel/culvert/frames"
+	"github.com/culvert-tunnel/culvert/frames/hpack"
+	"github.com/valyala/fasthttp"
+)
+
+// ServeVisitors serves visitors over HTTP/1.1 on ln until the edge shuts
+// down.
+func (e *Edge) ServeVisitors(ln net.Listener) error {
+	if !e.track(ln) {
+		ln.Close()
+		return errClosed
+	}
+	defer e.untrack(ln)
+	err := e.visitor.Serve(ln)
+	if e.isClosing() {
+		return nil
+	}
+	return err
+}
+
+func (e *Edge) newVisitorServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                       e.serveVisitor,
+		ErrorHandler:                  e.visitorError,
+		StreamRequestBody:             true,
+		MaxRequestBodySize:            e.maxBody(),
+		ReadBufferSize:                e.cfg.MaxHeaderBytes,
+		IdleTimeout:                   e.cfg.VisitorIdleTimeout,
+		ReadTimeout:                   e.cfg.VisitorReadTimeout,
+		NoDefaultServerHeader:         true,
+		NoDefaultDate:                 true,
+		NoDefaultContentType:          true,
+		DisablePreParseMultipartForm:  true,
+		DisableHeaderNamesNormalizing: false,
+		CloseOnShutdown:               true,
+		Logger:                        quietLogger{},
+	}
+}
+
+// maxBody is the fasthttp limit: bodies above it are streamed, never
+// buffered, so "unlimited" is the largest int.
+func (e *Edge) maxBody() int {
+	if e.cfg.MaxRequestBodySize > 0 {
+		return e.cfg.MaxRequestBodySize
+	}
+	return int(^uint(0) >> 1)
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
+
+// visitorError answers a request fasthttp could not parse.
+func (e *Edge) visitorError(ctx *fasthttp.RequestCtx, err error) {
+	var sbe *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.As(err, &sbe):
+		e.metrics.errHeaderTooLarge.Inc()
+		e.errorPage(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, tunnel.ErrorBadRequest, "request header too large")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e.metrics.errBodyTooLarge.Inc()
+		e.errorPage(ctx, fasthttp.StatusRequestEntityTooLarge, tunnel.ErrorBadRequest, "request body too large")
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			e.metrics.errVisitorTimeout.Inc()
+			e.errorPage(ctx, fasthttp.StatusRequestTimeout, tunnel.ErrorBadRequest, "request not received in time")
+			return
+		}
+		e.metrics.errBadRequest.Inc()
+		e.errorPage(ctx, fasthttp.StatusBadRequest, tunnel.ErrorBadRequest, "malformed request")
+	}
+}
+
+// errorPage writes one of the edge's own error responses: short text, the
+// kind in tunnel.HeaderError.
+func (e *Edge) errorPage(ctx *fasthttp.RequestCtx, status int, kind, text string) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.Set(tunnel.HeaderError, kind)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("culvert: " + text + "\n")
+	e.metrics.status(status)
+}
+
+// hostOf returns the visitor's Host without port, lower-cased in place.
+func hostOf(h []byte) []byte {
+	if i := lastColon(h); i >= 0 && (len(h) == 0 || h[0] != '[' || h[i-1] == ']') {
+		h = h[:i]
+	}
+	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	for len(h) > 0 && h[len(h)-1] == '.' {
+		h = h[:len(h)-1]
+	}
+	for i, c := range h {
+		if 'A' <= c && c <= 'Z' {
+			h[i] = c + 'a' - 'A'
+		}
+	}
+	return h
+}
+
+func lastColon(h []byte) int {
+	for i := len(h) - 1; i >= 0; i-- {
+		switch h[i] {
+		case ':':
+			return i
+		case ']':
+			return -1
+		}
+	}
+	return -1
+}
+
+// reqFields holds a request's header fields while it is opened: names and
+// values copied into buf, fields resliced from it.
+type reqFields struct {
+	fields []hpack.HeaderField
+	buf    []byte
+	spans  []int // name end, value end, per field
+}
+
+var reqFieldsPool = sync.Pool{New: func() any { return &reqFields{buf: make([]byte, 0, 2048)} }}
+
+func (r *reqFields) reset() {
+	r.fields = r.fields[:0]
+	r.buf = r.buf[:0]
+	r.spans = r.spans[:0]
+}
+
+// add appends a field; lower lower-cases the name.
+func (r *reqFields) add(name, value []byte, lower bool) {
+	if lower {
+		r.buf = tunnel.AppendLower(r.buf, name)
+	} else {
+		r.buf = append(r.buf, name...)
+	}
+	r.spans = append(r.spans, len(r.buf))
+	r.buf = append(r.buf, value...)
+	r.spans = append(r.spans, len(r.buf))
+}
+
+func (r *reqFields) addString(name, value string) {
+	r.buf = append(r.buf, name...)
+	r.spans = append(r.spans, len(r.buf))
+	r.buf = append(r.buf, value...)
+	r.spans = append(r.spans, len(r.buf))
+}
+
+// build slices the fields out of buf (after the last append).
+func (r *reqFields) build() []hpack.HeaderField {
+	start := 0
+	for i := 0; i < len(r.spans); i += 2 {
+		ne, ve := r.spans[i], r.spans[i+1]
+		r.fields = append(r.fields, hpack.HeaderField{Name: r.buf[start:ne:ne], Value: r.buf[ne:ve:ve]})
+		start = ve
+	}
+	return r.fields
+}
+
+var (
+	strXFF         = []byte("x-forwarded-for")
+	strHTTP        = "http"
+	hdrWebsocket   = []byte("websocket")
+	websocketGUID  = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+	errNoLiveConns = errors.New("no live tunnel connection")
+)
+
+// serveVisitor sends one visitor request down the tunnel.
+func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
+	m := e.metrics
+	m.requests.Inc()
+	start := time.Now()
+	host := hostOf(ctx.Request.Header.Host())
+	t := e.reg.pick(host)
+	if t == nil {
+		if e.cfg.Registrar.Known(string(host)) {
+			m.errTunnelOffline.Inc()
+			e.errorPage(ctx, 530, tunnel.ErrorTunnelOffline, "the tunnel for "+string(host)+" has no live connection")
+		} else {
+			m.errUnknownHost.Inc()
+			e.errorPage(ctx, fasthttp.StatusNotFound, tunnel.ErrorUnknownHost, "no tunnel is configured for "+string(host))
+		}
+		return
+	}
+	ws := isWebsocket(&ctx.Request.Header)
+
+	rf := reqFieldsPool.Get().(*reqFields)
+	rf.reset()
+	defer reqFieldsPool.Put(rf)
+	e.requestFields(ctx, rf, ws)
+	fields := rf.build()
+
+	cl := ctx.Request.Header.ContentLength()
+	hasBody := !ws && (cl > 0 || cl == -1)
+	var s *dataplane.Stream
+	var err error
+	for attempt := 0; ; attempt++ {
+		t.inflight.Add(1)
+		s, err = t.dc.OpenStream(ctx, fields, !hasBody && !ws)
+		if err == nil {
+			break
+		}
+		t.inflight.Add(-1)
+		// Opening failed before anything was sent: another connection of
+		// the same tunnel may take it.
+		t.leaving.Store(t.leaving.Load() || errors.Is(err, dataplane.ErrNoNewStreams) || errors.Is(err, dataplane.ErrConnClosed))
+		if attempt >= 2 {
+			break
+		}
+		if t = e.reg.pick(host); t == nil {
+			err = errNoLiveConns
+			break
+		}
+	}
+	if err != nil {
+		m.errTunnel.Inc()
+		e.errorPage(ctx, 530, tunnel.ErrorTunnelOffline, "the tunnel connection failed")
+		return
+	}
+	if ws {
+		e.serveWebsocket(ctx, t, s, start)
+		return
+	}
+	var up *upload
+	if hasBody {
+		up = startUpload(s, ctx.RequestBodyStream(), m)
+	}
+	hdrs, err := s.ReadHeaders(ctx)
+	if err != nil {
+		e.finishFailed(t, s, up)
+		m.errTunnel.Inc()
+		e.errorPage(ctx, fasthttp.StatusBadGateway, tunnel.ErrorOrigin, "the tunnel stream failed")
+		return
+	}
+	status := e.copyResponseHeaders(ctx, hdrs)
+	noBody := ctx.IsHead() || status == 204 || status == 304
+	buffered, ended := s.BodyState()
+	if noBody || (ended && buffered == 0) {
+		if noBody {
+			ctx.Response.SkipBody = true
+		}
+		e.finish(t, s, up, start, 0)
+		return
+	}
+	size := -1
+	if v := hdrs.Get("content-length"); v != nil {
+		if n, err := strconv.Atoi(string(v)); err == nil && n >= 0 {
+			size = n
+		}
+	}
+	rb := respBodyPool.Get().(*respBody)
+	*rb = respBody{e: e, t: t, s: s, up: up, start: start}
+	ctx.Response.SetBodyStream(rb, size)
+}
+
+// requestFields builds the request's HTTP/2 header list for the tunnel.
+func (e *Edge) requestFields(ctx *fasthttp.RequestCtx, rf *reqFields, ws bool) {
+	h := &ctx.Request.Header
+	if ws {
+		rf.addString(":method", "CONNECT")
+		rf.addString(":protocol", "websocket")
+	} else {
+		rf.add([]byte(":method"), h.Method(), false)
+	}
+	rf.addString(":scheme", strHTTP)
+	rf.add([]byte(":authority"), h.Host(), false)
+	rf.add([]byte(":path"), h.RequestURI(), false)
+	if ws {
+		rf.addString(tunnel.HeaderStream, tunnel.StreamWebsocket)
+	} else {
+		rf.addString(tunnel.HeaderStream, tunnel.StreamHTTP)
+	}
+	var xff []byte
+	for k, v := range h.All() {
+		switch {
+		case tunnel.HopByHop(k), tunnel.IsInternal(k), len(k) == 4 && eqFoldHost(k):
+			continue
+		case len(k) == len(strXFF) && eqLower(k, strXFF):
+			xff = v
+			continue
+		}
+		rf.add(k, v, true)
+	}
+	ip := ctx.RemoteIP()
+	var ipb [64]byte
+	ipStr, _ := ip.AppendText(ipb[:0])
+	if len(xff) > 0 {
+		v := append(append(append([]byte(nil), xff...), ", "...), ipStr...)
+		rf.add(strXFF, v, false)
+	} else {
+		rf.add(strXFF, ipStr, false)
+	}
+	rf.addString("x-forwarded-proto", strHTTP)
+	rf.add([]byte(tunnel.HeaderConnectingIP), ipStr, false)
+	var idb [16]byte
+	rf.add([]byte(tunnel.HeaderRequestID), e.appendRequestID(idb[:0]), false)
+}
+
+func eqFoldHost(k []byte) bool {
+	return (k[0]|0x20) == 'h' && (k[1]|0x20) == 'o' && (k[2]|0x20) == 's' && (k[3]|0x20) == 't'
+}
+
+func eqLower(k, lower []byte) bool {
+	for i := range k {
+		c := k[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendRequestID appends a 16-hex-digit request id: a random per-process
+// prefix and a counter, unique without coordination.
+func (e *Edge) appendRequestID(dst []byte) []byte {
+	v := e.reqPrefix ^ e.reqSeq.Add(1)
+	for i := 15; i >= 0; i-- {
+		dst = append(dst, hexDigits[(v>>(uint(i)*4))&0xf])
+	}
+	return dst
+}
+
+// copyResponseHeaders sets the visitor's response from the tunnel's and
+// returns the status.
+func (e *Edge) copyResponseHeaders(ctx *fasthttp.RequestCtx, hdrs *dataplane.HeaderList) int {
+	status := 502
+	for _, f := range hdrs.Fields() {
+		if len(f.Name) > 0 && f.Name[0] == ':' {
+			if string(f.Name) == ":status" {
+				if n, err := strconv.Atoi(string(f.Value)); err == nil {
+					status = n
+				}
+			}
+			continue
+		}
+		if string(f.Name) == "content-length" {
+			continue // SetBodyStream sets the framing
+		}
+		if string(f.Name) == tunnel.HeaderError {
+			e.metrics.connectorError(f.Value)
+		}
+		ctx.Response.Header.AddBytesKV(f.Name, f.Value)
+	}
+	ctx.Response.SetStatusCode(status)
+	e.metrics.status(status)
+	return status
+}
+
+// upload copies the visitor's request body into the stream.
+type upload struct {
+	done chan struct{}
+	err  error
+	n    int64
+}
+
+func startUpload(s *dataplane.Stream, body io.Reader, m *edgeMetrics) *upload {
+	up := &upload{done: make(chan struct{})}
+	go func() {
+		defer close(up.done)
+		b := bufpool.Get(32 << 10)
+		defer bufpool.Put(b)
+		buf := b.B[:32<<10]
+		for {
+			n, err := body.Read(buf)
+			if n > 0 {
+				if _, werr := s.Write(buf[:n]); werr != nil {
+					up.err = werr
+					break
+				}
+				up.n += int64(n)
+			}
+			if err == io.EOF {
+				s.CloseWrite()
+				break
+			}
+			if err != nil {
+				// The visitor's upload broke: the origin must not take a
+				// truncated body for a whole one.
+				up.err = err
+				s.Reset(frames.ErrCodeCancel)
+				break
+			}
+		}
+		m.bytesUp.Add(int(up.n))
+	}()
+	return up
+}
+
+// finish ends a request whose response is complete.
+func (e *Edge) finish(t *tunnelConn, s *dataplane.Stream, up *upload, start time.Time, n int64) {
+	if up != nil {
+		select {
+		case <-up.done:
+		default:
+			// The response is complete but the upload goes on: the origin
+			// answered without reading it all. Stop it.
+			s.Reset(frames.ErrCodeCancel)
+			<-up.done
+		}
+	}
+	s.Release()
+	t.inflight.Add(-1)
+	e.metrics.bytesDown.Add(int(n))
+	e.metrics.observe(start)
+}
+
+// finishFailed ends a request whose stream failed.
+func (e *Edge) finishFailed(t *tunnelConn, s *dataplane.Stream, up *upload) {
+	s.Reset(frames.ErrCodeCancel)
+	if up != nil {
+		<-up.done
+	}
+	s.Release()
+	t.inflight.Add(-1)
+}
+
+// respBody streams a response body from the tunnel to the visitor; fasthttp
+// closes it when the body is written or the visitor has gone.
+type respBody struct {
+	e     *Edge
+	t     *tunnelConn
+	s     *dataplane.Stream
+	up    *upload
+	start time.Time
+	n     int64
+	err   error
+}
+
+var respBodyPool = sync.Pool{New: func() any { return new(respBody) }}
+
+func (r *respBody) Read(p []byte) (int, error) {
+	n, err := r.s.Read(p)
+	r.n += int64(n)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
+// Close is called by fasthttp once the response is written.
+func (r *respBody) Close() error { return r.CloseWithError(nil) }
+
+// CloseWithError is called by fasthttp with the write error, if any.
+func (r *respBody) CloseWithError(werr error) error {
+	if r.s == nil {
+		return nil
+	}
+	if werr != nil || r.err != nil {
+		if r.err != nil {
+			r.e.metrics.errTunnel.Inc()
+		} else {
+			r.e.metrics.errVisitorGone.Inc()
+		}
+		r.s.Reset(frames.ErrCodeCancel)
+	}
+	r.e.finish(r.t, r.s, r.up, r.start, r.n)
+	*r = respBody{}
+	respBodyPool.Put(r)
+	return nil
+}
+
+// isWebsocket reports whether the request asks for a websocket upgrade.
+func isWebsocket(h *fasthttp.RequestHeader) bool {
+	if !h.IsGet() {
+		return false
+	}
+	up := h.Peek("Upgrade")
+	return len(up) == len(hdrWebsocket) && eqLower(up, hdrWebsocket) && h.ConnectionUpgrade()
+}
+
+// serveWebsocket finishes a websocket request: the connector's answer on
+// the CONNECT stream becomes the visitor's 101, then bytes flow both ways
+// on the hijacked connection.
+func (e *Edge) serveWebsocket(ctx *fasthttp.RequestCtx, t *tunnelConn, s *dataplane.Stream, start time.Time) {
+	m := e.metrics
+	m.websockets.Inc()
+	hdrs, err := s.ReadHeaders(ctx)
+	if err != nil {
+		e.finishFailed(t, s, nil)
+		m.errTunnel.Inc()
+		e.errorPage(ctx, fasthttp.StatusBadGateway, tunnel.ErrorOrigin, "the tunnel stream failed")
+		return
+	}
+	status := 502
+	if v := hdrs.Get(":status"); v != nil {
+		status, _ = strconv.Atoi(string(v))
+	}
+	if status != 200 {
+		// The origin (or the connector) declined: relay the answer.
+		e.copyResponseHeaders(ctx, hdrs)
+		body, _ := io.ReadAll(io.LimitReader(s, 64<<10))
+		ctx.Response.SetBody(body)
+		e.finishFailed(t, s, nil)
+		return
+	}
+	ctx.Response.SetStatusCode(fasthttp.StatusSwitchingProtocols)
+	m.status(101)
+	ctx.Response.Header.Set("Upgrade", "websocket")
+	ctx.Response.Header.Set("Connection", "Upgrade")
+	accept := false
+	for _, f := range hdrs.Fields() {
+		if len(f.Name) == 0 || f.Name[0] == ':' {
+			continue
+		}
+		if string(f.Name) == "sec-websocket-accept" {
+			accept = true
+		}
+		ctx.Response.Header.AddBytesKV(f.Name, f.Value)
+	}
+	if !accept {
+		ctx.Response.Header.Set("Sec-WebSocket-Accept", acceptKey(ctx.Request.Header.Peek("Sec-WebSocket-Key")))
+	}
+	ctx.Hijack(func(c net.Conn) {
+		up, down := pipeVisitor(c, s)
+		m.bytesUp.Add(int(up))
+		e.finish(t, s, nil, start, down)
+	})
+}
+
+// acceptKey computes Sec-WebSocket-Accept (RFC 6455 §4.2.2).
+func acceptKey(key []byte) string {
+	h := sha1.New()
+	h.Write(key)
+	h.Write([]byte(websocketGUID))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// pipeVisitor copies visitor → stream and stream → visitor until both end.
+func pipeVisitor(c net.Conn, s *dataplane.Stream) (up, down int64) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := bufpool.Get(32 << 10)
+		defer bufpool.Put(b)
+		buf := b.B[:32<<10]
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				if _, werr := s.Write(buf[:n]); werr != nil {
+					break
+				}
+				up += int64(n)
+			}
+			if err != nil {
+				if err == io.EOF {
+					s.CloseWrite()
+				} else {
+					s.Reset(frames.ErrCodeCancel)
+				}
+				break
+			}
+		}
+	}()
+	b := bufpool.Get(32 << 10)
+	buf := b.B[:32<<10]
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				s.Reset(frames.ErrCodeCancel)
+				break
+			}
+			down += int64(n)
+		}
+		if err != nil {
+			break
+		}
+	}
+	bufpool.Put(b)
+	if tc, ok := c.(interface{ CloseWrite() error }); ok {
+		tc.CloseWrite()
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		c.Close()
+		s.Reset(frames.ErrCodeCancel)
+		<-done
+	}
+	c.Close()
+	return up, down
+}
