@@ -9,16 +9,17 @@ FUZZTIME ?= 30s
 BENCHTIME ?= 1s
 COUNT    ?= 1
 
-.PHONY: all demo test lint fmt-check vet unit fuzz bench bench-all tools h2spec
+.PHONY: all demo test lint fmt-check vet unit fuzz bench bench-all tools h2spec perf
 
 all: test
 
-## demo: run the main job on the embedded defaults.
+## demo: culvert quickstart: an edge, a connector and the hello-world origin
+## in one process on loopback (state in a temporary directory); it prints the
+## curl command that goes through the tunnel and runs until Ctrl-C.
+## DEMO_FLAGS passes flags, e.g. DEMO_FLAGS="--listen 127.0.0.1:9080".
+DEMO_FLAGS ?=
 demo:
-	@echo "culvert: the tunnel (edge + connector + origin) is not built yet."
-	@echo "What exists today is the HTTP/2 codec; here it is against x/net/http2:"
-	@echo
-	$(GO) test -run '^$$' -bench 'BenchmarkCodec' -benchmem -benchtime 200ms ./bench/
+	$(GO) run ./cmd/culvert quickstart $(DEMO_FLAGS)
 
 ## test: formatting, vet, and the unit tests under the race detector
 ## (h2spec included: the tools target installs it).
@@ -47,7 +48,9 @@ FUZZ_TARGETS = \
 	./frames:FuzzReader \
 	./frames/hpack:FuzzDecode \
 	./frames/hpack:FuzzRoundTrip \
-	./dataplane:FuzzServerConn
+	./dataplane:FuzzServerConn \
+	./dataplane/tunnel:FuzzReadMessage \
+	./tls:FuzzParseBundle
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -83,3 +86,7 @@ $(BENCHSTAT):
 h2spec: $(H2SPEC)
 	@H2SPEC=$(H2SPEC) CI=true $(GO) test -count=1 -run '^TestH2Spec$$' -v ./dataplane/ | grep -E 'h2spec \[|^(ok|FAIL|---)'
 
+## perf: the tunnel under wrk (edge + connector + origin on loopback),
+## against the origin directly; QUICK=1 for a smoke run (see perf/tunnel.sh).
+perf:
+	./perf/tunnel.sh

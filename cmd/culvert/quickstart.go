@@ -88,8 +88,13 @@ func runQuickstart(args []string) error {
 	fmt.Printf("Press Ctrl-C to stop.\n")
 	select {
 	case <-ctx.Done():
+		// The connector unregisters and finishes its requests first.
+		select {
+		case err = <-rt.done:
+		case <-time.After(to.grace + time.Second):
+		}
+		return err
 	case err = <-rt.done:
 		return err
 	}
-	return nil
 }

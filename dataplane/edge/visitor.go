@@ -43,7 +43,7 @@ func (e *Edge) newVisitorServer() *fasthttp.Server {
 		IdleTimeout:                   e.cfg.VisitorIdleTimeout,
 		ReadTimeout:                   e.cfg.VisitorReadTimeout,
 		NoDefaultServerHeader:         true,
-		NoDefaultDate:                 true,
+		NoDefaultDate:                 false, // fasthttp owns Date: the edge sets it
 		NoDefaultContentType:          true,
 		DisablePreParseMultipartForm:  true,
 		DisableHeaderNamesNormalizing: false,
