@@ -19,6 +19,12 @@ import (
 // out to be stale (see Do).
 const maxAttempts = 3
 
+// lastWriteGrace bounds how long Do waits for an upload that was writing
+// its last bytes when the response head came, before it returns the
+// response with the upload still going (its last write may be stuck behind
+// a response the origin cannot finish sending until it is read).
+const lastWriteGrace = 250 * time.Millisecond
+
 // maxInterim bounds the informational (1xx) heads skipped before the final one.
 const maxInterim = 16
 
@@ -115,66 +121,80 @@ func (c *Client) Close() {
 
 // Do sends req to the origin and reads the response head into resp.
 //
-// The caller sets the request: method, request target (path and query, with
-// req.SetRequestURI; Do does not parse it, so it reaches the origin byte for
-// byte), headers and Host. Do applies Config.HostHeader, sets Host to the
-// origin's address when the request has none, and adds nothing else (no
-// User-Agent, no default Content-Type).
+// # The request
 //
-// Request body: either bytes (req.SetBody) or a stream,
+// The caller sets method, request target (path and query, with
+// req.SetRequestURI), headers and Host. Do writes the head as it is: the
+// target is not parsed or normalized, it reaches the origin byte for byte.
+// Do applies Config.HostHeader, sets Host to the origin's address when the
+// request has none, and adds nothing (no User-Agent, no default
+// Content-Type; Content-Length or Transfer-Encoding as the body needs).
+//
+// The body is either bytes (req.SetBody) or a stream,
 // req.SetBodyStream(r, size): size >= 0 sends Content-Length and exactly
-// that many bytes, size < 0 sends the body chunked. A stream is read by a
-// goroutine of the Client and each Read goes to the origin at once (one
-// write, no buffering of the body), concurrently with the wait for the
-// response: the origin may answer, and stream its answer, before the upload
-// ends. The stream is read until EOF (or exactly size bytes), an error, or
+// size bytes of r, size < 0 sends r chunked. A stream is not buffered: a
+// goroutine of the Client reads it (up to 32 KiB at a time) and writes each
+// Read to the origin at once, while Do waits for the response head (full
+// duplex), so the origin may answer, and stream its answer, before the
+// upload ends. The stream is read until EOF (or size bytes), an error, or
 // the end of the exchange:
 //
-//   - When Do returns an error, or returns a response without a body
-//     stream, the stream is no longer read: a still running upload was
-//     aborted (and the connection closed) unless its last bytes were
-//     already written, in which case Do waited for it.
-//   - When Do returns a response with a body stream while the upload is
-//     still running, the upload goes on until the response body stream is
-//     closed; closing it before the upload has ended aborts the upload.
+//   - When Do returns an error, or a response without a body stream, the
+//     stream is not read any more: an upload still running was aborted
+//     (its connection closed); on a response, one that was writing its
+//     last bytes was first given up to 250ms to finish.
+//   - When Do returns a response with a body stream, the upload has
+//     usually finished (the same 250ms apply); if the origin answered
+//     before the upload's end, it goes on while the caller reads the
+//     response, until the response body stream is closed, which aborts it
+//     if it still runs (again, 250ms for its last bytes).
 //
-// At the end of the exchange the stream is closed if it is an io.Closer
-// (req.CloseBodyStream). To abort an upload the stream is closed while a
-// Read may be pending in the sender, which is what unblocks that Read: an
-// io.Closer stream must allow Close concurrently with Read. A stream that is
-// not an io.Closer delays the end of an aborted exchange until its pending
-// Read returns.
+// At the end of the exchange Do closes the stream if it is an io.Closer
+// (req.CloseBodyStream, as fasthttp does after sending a stream). Aborting
+// an upload closes the stream while the sender may be blocked in its Read,
+// to unblock it: an io.Closer stream must allow Close concurrently with
+// Read. For a stream that is not an io.Closer, an abort waits for its
+// pending Read to return.
 //
-// Response: when Do returns nil, resp holds the status and headers (names
-// normalized by fasthttp, no default Content-Type added; trailers are
-// dropped) and one of:
+// # The response
 //
-//   - resp.BodyStream() == nil: the body is resp.Body(), complete (empty
-//     for HEAD, 1xx, 204 and 304, and when Content-Length is 0). The
-//     connection is already back in the pool.
-//   - resp.BodyStream() != nil: the body is streamed from the origin as it
-//     arrives; Read it until io.EOF. The caller must then close it, with
-//     resp.CloseBodyStream() (or by releasing or resetting resp), whether or
-//     not it read it all: that ends the exchange and returns the connection
-//     to the pool (if the body was read to its end and both sides allow
-//     keep-alive) or closes it. Until then req must stay alive and
-//     unchanged. The stream also implements fasthttp.ReadCloserWithError;
-//     closing it with a non-nil error discards the connection.
-//     CloseBodyStream may be called from another goroutine to abort a Read
-//     blocked on the origin: the Read returns an error and every later Read
-//     too. After it the reader returns io.ErrClosedPipe. No timeout applies
-//     to reading the body.
+// When Do returns nil, resp holds the status and the headers (names
+// normalized by fasthttp, no default Content-Type added; 1xx heads other
+// than 101 are skipped, trailers dropped), and either
 //
-// A 101 response to a request that asked for an upgrade is returned without
-// a body and its connection closed: use DialUpgrade for upgrades.
+//   - resp.BodyStream() == nil: the body is resp.Body(), complete (empty for
+//     HEAD, 204, 304 and Content-Length: 0). The exchange is over and the
+//     connection back in the pool; or
+//   - resp.BodyStream() != nil: the body comes from the origin as it
+//     arrives (no timeout applies to it). Read it until io.EOF (a Read may
+//     return the last bytes together with io.EOF).
 //
-// Errors wrap ErrUnreachable or ErrTimeout where they apply (see Classify).
-// A streamed request body that fails is returned wrapped, as is. Stale
-// connections: a pooled connection idle for idleProbeAfter or longer is
-// checked before use, and a request that fails on a reused connection before
-// any response byte arrived is retried on another one when it is safe to
-// (nothing of it was written, or it is a GET, HEAD, OPTIONS or TRACE
-// without a body stream), up to maxAttempts attempts.
+// # What the caller must do
+//
+// With a body stream, the caller must close it, read to the end or not,
+// with resp.CloseBodyStream() (ReleaseResponse and resp.Reset do it too).
+// That ends the exchange: the connection goes back to the pool if the body
+// was read to its end (or its unread rest is already buffered) and both
+// sides allow keep-alive, and is closed otherwise. Until then req, and its
+// body stream, must stay alive and unchanged, and resp must not be given to
+// another Do. So release resp before req. The stream also implements
+// fasthttp.ReadCloserWithError: closing it with a non-nil error discards
+// the connection. CloseBodyStream may be called from another goroutine to
+// abort a Read blocked on the origin; that Read returns an error, and any
+// Read after the close returns io.ErrClosedPipe.
+//
+// A 101 answer is returned without a body and its connection closed: use
+// DialUpgrade for upgrades.
+//
+// # Errors and retries
+//
+// Errors wrap ErrUnreachable or ErrTimeout where they apply (see Classify);
+// a failing request body stream's error is returned wrapped (errors.Is
+// finds it). A pooled connection idle for 100ms or more is checked before
+// use (on Linux) and dropped if the origin closed it. A request that fails
+// on a reused connection before any answer byte is retried on another
+// connection, up to 3 attempts, when that is safe: nothing of it was
+// written, or it is a GET, HEAD, OPTIONS or TRACE without a body stream.
 func (c *Client) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
 	if c.closed.Load() {
 		return errClosed
@@ -184,7 +204,6 @@ func (c *Client) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
 	} else if len(req.Header.Host()) == 0 {
 		req.Header.SetHost(c.target.defaultHost)
 	}
-	req.UseHostHeader = true
 	req.Header.SetNoDefaultContentType(true)
 	skipBody := resp.SkipBody
 	replayable := !req.IsBodyStream() && isReplayable(&req.Header)
@@ -249,50 +268,43 @@ func (c *Client) roundTrip(req *fasthttp.Request, resp *fasthttp.Response) (retr
 	src := req.BodyStream()
 	srcLen := req.Header.ContentLength()
 
-	// Write the request. A body stream goes through the exchange's sender;
-	// anything else is written whole, here.
-	var x *exchange
-	if src != nil && srcLen != 0 {
+	// Write the request: the head and a body of bytes here; a body stream
+	// is sent by the exchange's sender.
+	streamed := src != nil && srcLen != 0
+	var deadline time.Time
+	if streamed {
 		if srcLen < 0 {
 			req.Header.SetContentLength(-1) // Transfer-Encoding: chunked
 		}
+		// No deadline on the head until the body is sent; each write of
+		// the request gets ResponseTimeout.
 		oc.writeIdle = c.responseTimeout
-		if err := oc.SetReadDeadline(time.Time{}); err != nil {
-			c.closeConn(h)
-			return retryNo, err
-		}
-		bw := c.hc.AcquireWriter(oc)
-		err := req.Header.Write(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
-		c.hc.ReleaseWriter(bw)
-		if err != nil {
-			c.closeConn(h)
-			return retryIfReused(reused, retrySafe), c.writeError(err)
-		}
-		x = c.getExchange(h, oc)
-		x.startSender(req, src, srcLen)
 	} else {
 		oc.writeIdle = 0
-		var deadline time.Time
 		if c.responseTimeout > 0 {
 			deadline = time.Now().Add(c.responseTimeout)
 		}
-		if err := oc.SetDeadline(deadline); err != nil {
-			c.closeConn(h)
-			return retryNo, err
-		}
-		bw := c.hc.AcquireWriter(oc)
-		err := req.Write(bw)
-		if err == nil {
-			err = bw.Flush()
-		}
-		c.hc.ReleaseWriter(bw)
-		if err != nil {
-			c.closeConn(h)
-			return retryIfReused(reused, retrySafe), c.writeError(err)
-		}
+	}
+	if err := oc.SetDeadline(deadline); err != nil {
+		c.closeConn(h)
+		return retryNo, err
+	}
+	bw := c.hc.AcquireWriter(oc)
+	err = writeRequest(bw, req)
+	c.hc.ReleaseWriter(bw)
+	if err != nil {
+		c.closeConn(h)
+		// A write that failed on a reused connection is the mark of a stale
+		// one; a write that timed out is an origin not reading.
+		return retryIfReused(reused && !isTimeout(err), retrySafe), c.writeError(err)
+	}
+	var x *exchange
+	switch {
+	case streamed:
+		x = c.getExchange(h, oc)
+		x.startSender(req, src, srcLen)
+	case src != nil:
+		_ = req.CloseBodyStream() // an empty body stream, done with
 	}
 
 	// Read the head.
@@ -354,13 +366,17 @@ func (c *Client) roundTrip(req *fasthttp.Request, resp *fasthttp.Response) (retr
 		x.finish(keep)
 		return retryNo, nil
 	}
-	if x == nil {
+	switch {
+	case x == nil:
 		x = c.getExchange(h, oc)
-	} else if !x.sendingEnded() {
+	case x.sendingEnded() && x.waitSent(lastWriteGrace):
+		// The upload was ending: wait for it so that the caller gets the
+		// request back (the usual case, an origin that reads the whole
+		// body before answering).
+		x.stopSender(false)
+	default:
 		// The origin answers while the upload goes on: it continues until
 		// the response body is closed.
-	} else {
-		x.stopSender(false)
 	}
 	if err := oc.SetReadDeadline(time.Time{}); err != nil {
 		c.hc.ReleaseReader(br)
@@ -385,6 +401,28 @@ func (c *Client) writeError(err error) error {
 		return timedOut(fmt.Errorf("the origin accepted no request bytes within %v", c.responseTimeout))
 	}
 	return fmt.Errorf("origin: writing the request: %w", err)
+}
+
+// writeRequest writes req's head as it is (Request.Write is not used: it
+// would rebuild the target from a parsed URI) and, unless req has a body
+// stream, its body bytes with their Content-Length, and flushes.
+func writeRequest(bw *bufio.Writer, req *fasthttp.Request) error {
+	var body []byte
+	if !req.IsBodyStream() {
+		body = req.Body()
+		if len(body) > 0 || !(req.Header.IsGet() || req.Header.IsHead()) {
+			req.Header.SetContentLength(len(body))
+		}
+	}
+	if err := req.Header.Write(bw); err != nil {
+		return err
+	}
+	if len(body) > 0 {
+		if _, err := bw.Write(body); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
 }
 
 // readHead reads the final response head, skipping informational ones

@@ -50,6 +50,12 @@ func TestKeepAliveOneConnection(t *testing.T) {
 	if n := ln.accepted.Load(); n != 1 {
 		t.Fatalf("streamed responses: %d connections, want 1", n)
 	}
+	// Idle past the probe threshold: a live connection is kept.
+	time.Sleep(idleProbeAfter + 50*time.Millisecond)
+	mustDo(t, c, "GET", "/hello")
+	if n := ln.accepted.Load(); n != 1 {
+		t.Fatalf("after an idle pause: %d connections, want 1", n)
+	}
 }
 
 func TestKeepAliveIdleBound(t *testing.T) {
@@ -239,6 +245,7 @@ func TestRequestSentAsGiven(t *testing.T) {
 	req.Header.SetHost("visitor.test")
 	req.Header.Set("X-Custom", "v")
 	req.SetBodyString("hi")
+	_ = req.URI() // a caller that parsed the URI (for logging, say) changes nothing
 	if err := c.Do(req, resp); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +269,7 @@ func TestSSEStreams(t *testing.T) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("/sse?n=6&interval=200ms")
+	req.SetRequestURI("/sse?n=7&interval=200ms") // events at 0, 0.2s, ... 1.2s
 	if err := c.Do(req, resp); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +300,7 @@ func TestSSEStreams(t *testing.T) {
 			events = append(events, line)
 		}
 	}
-	if len(events) != 6 {
+	if len(events) != 7 {
 		t.Fatalf("%d events: %q", len(events), events)
 	}
 	first, last := firstAt.Sub(headAt), lastAt.Sub(headAt)
@@ -302,7 +309,7 @@ func TestSSEStreams(t *testing.T) {
 		t.Errorf("first event %v after the head: it was buffered", first)
 	}
 	if last < time.Second {
-		t.Errorf("last event %v after the head, want >= 1s (5 intervals)", last)
+		t.Errorf("last event %v after the head, want >= 1s (6 intervals of 200ms)", last)
 	}
 }
 
@@ -702,5 +709,63 @@ func TestClassify(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("Classify(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+func TestEarlyAnswerAbortsUpload(t *testing.T) {
+	// The origin refuses the upload at once, without reading it; the
+	// visitor's body never ends. Do returns the refusal and stops reading
+	// the body (the pipe is closed under the pending Read).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveOn(t, ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Full duplex, or net/http reads up to 256 KiB of the body
+		// before it sends the answer.
+		http.NewResponseController(w).EnableFullDuplex()
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	}))
+	c := newClient(t, Config{URL: "http://" + ln.Addr().String()})
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte("the start of a long upload"))
+		// and nothing more until the reader goes away
+	}()
+	var r result
+	within(t, 5*time.Second, "Do with an early answer", func() {
+		r, err = do(t, c, "POST", "/upload", pr, -1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.status != 413 || string(r.body) != "too large\n" {
+		t.Fatalf("%d %q", r.status, r.body)
+	}
+	if _, err := pw.Write([]byte("more")); err != io.ErrClosedPipe {
+		t.Fatalf("the body stream was not closed: write %v", err)
+	}
+	mustDo(t, c, "GET", "/hello") // the pool is fine
+}
+
+func TestResponseTimeoutCountsFromRequestEnd(t *testing.T) {
+	// An upload that takes 3x ResponseTimeout, with pauses shorter than
+	// it: neither the writes nor the wait for the head time out.
+	url, _ := startHello(t)
+	c := newClient(t, Config{URL: url, ResponseTimeout: 200 * time.Millisecond})
+	pr, pw := io.Pipe()
+	go func() {
+		for range 6 {
+			pw.Write(bytes.Repeat([]byte("x"), 1000))
+			time.Sleep(100 * time.Millisecond)
+		}
+		pw.Close()
+	}()
+	r, err := do(t, c, "POST", "/sha256", pr, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(r.body), `"bytes": 6000`) {
+		t.Fatalf("%s", r.body)
 	}
 }

@@ -49,8 +49,8 @@ type exchange struct {
 	req     *fasthttp.Request
 	src     io.Reader
 	srcLen  int
-	started bool           // a sender was started and not yet waited for; ending goroutine only
-	wg      sync.WaitGroup // the sender
+	started bool          // a sender was started and not yet waited for; ending goroutine only
+	sent    chan struct{} // closed when the sender has finished
 	// lastWrite is set by the sender once the body is entirely read from
 	// the stream, before its last write: the origin cannot have read the
 	// whole body before then, so a response seen after it usually means the
@@ -85,14 +85,14 @@ func (c *Client) getExchange(h connHandle, oc *originConn) *exchange {
 func (x *exchange) startSender(req *fasthttp.Request, src io.Reader, srcLen int) {
 	x.req, x.src, x.srcLen = req, src, srcLen
 	x.started = true
-	x.wg.Add(1)
+	x.sent = make(chan struct{})
 	go x.send()
 }
 
 // send is the sender goroutine.
 func (x *exchange) send() {
-	defer x.wg.Done()
-	err, srcFailed := x.copyBody()
+	defer close(x.sent)
+	srcFailed, err := x.copyBody()
 	x.src = nil
 	x.mu.Lock()
 	x.sendDone = true
@@ -112,7 +112,7 @@ func (x *exchange) send() {
 // copyBody writes the request body to the origin, framed by Content-Length
 // or chunked, one write per read of the stream. srcFailed says the error
 // came from the stream (or its length), not from the origin.
-func (x *exchange) copyBody() (err error, srcFailed bool) {
+func (x *exchange) copyBody() (srcFailed bool, err error) {
 	pb := bufpool.Get(chunkHead + sendChunk + chunkTail)
 	defer bufpool.Put(pb)
 	buf := pb.B
@@ -127,22 +127,22 @@ func (x *exchange) copyBody() (err error, srcFailed bool) {
 					x.lastWrite.Store(true)
 				}
 				if _, werr := x.oc.Write(p[:n]); werr != nil {
-					return x.sendError(werr), false
+					return false, x.sendError(werr)
 				}
 			}
 			if rerr != nil && left > 0 {
 				if rerr == io.EOF {
 					rerr = io.ErrUnexpectedEOF
 				}
-				return fmt.Errorf("origin: request body (%d of %d bytes): %w", int64(x.srcLen)-left, x.srcLen, rerr), true
+				return true, fmt.Errorf("origin: request body (%d of %d bytes): %w", int64(x.srcLen)-left, x.srcLen, rerr)
 			}
 		}
-		return nil, false
+		return false, nil
 	}
 	for {
 		n, rerr := x.src.Read(buf[chunkHead : chunkHead+sendChunk])
 		if rerr != nil && rerr != io.EOF {
-			return fmt.Errorf("origin: request body: %w", rerr), true
+			return true, fmt.Errorf("origin: request body: %w", rerr)
 		}
 		start, end := chunkHead, chunkHead
 		if n > 0 {
@@ -161,11 +161,11 @@ func (x *exchange) copyBody() (err error, srcFailed bool) {
 		}
 		if end > start {
 			if _, werr := x.oc.Write(buf[start:end]); werr != nil {
-				return x.sendError(werr), false
+				return false, x.sendError(werr)
 			}
 		}
 		if rerr == io.EOF {
-			return nil, false
+			return false, nil
 		}
 	}
 }
@@ -197,15 +197,36 @@ func (x *exchange) sendingEnded() bool {
 	return x.sendDone
 }
 
-// stopSender waits for the sender, aborting it first if abort is set: the
-// connection is closed (failing its writes) and the stream closed (failing
-// a pending Read of an io.Closer stream). Either way the stream is closed
-// at the end, as fasthttp does after sending a body stream.
+// waitSent waits up to d for the sender to finish and reports whether it has.
+func (x *exchange) waitSent(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-x.sent:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// stopSender ends the upload. Without abort it lets an upload that is
+// writing its last bytes finish, for up to lastWriteGrace; with abort, or
+// past that, it aborts it: the connection is closed (failing the writes)
+// and the stream closed (failing a pending Read of an io.Closer stream).
+// Then it waits for the sender. Either way the stream ends closed, as
+// fasthttp closes a body stream after sending it.
 func (x *exchange) stopSender(abort bool) {
 	if !x.started {
 		return
 	}
 	x.started = false
+	if !abort {
+		select {
+		case <-x.sent:
+		default:
+			abort = !x.waitSent(lastWriteGrace)
+		}
+	}
 	if abort {
 		x.mu.Lock()
 		abort = !x.sendDone
@@ -216,7 +237,7 @@ func (x *exchange) stopSender(abort bool) {
 		x.oc.Close()
 		_ = x.req.CloseBodyStream()
 	}
-	x.wg.Wait()
+	<-x.sent
 	if !abort {
 		_ = x.req.CloseBodyStream()
 	}
@@ -330,7 +351,7 @@ func (x *exchange) finish(keep bool) {
 	} else {
 		c.closeConn(x.h)
 	}
-	x.h, x.oc, x.req, x.src, x.srcLen = nil, nil, nil, nil, 0
+	x.h, x.oc, x.req, x.src, x.srcLen, x.sent = nil, nil, nil, nil, 0, nil
 	x.started, x.aborted = false, false
 	x.lastWrite.Store(false)
 	x.headDone, x.sendDone, x.sendErr = false, false, nil

@@ -82,7 +82,8 @@ func TestHTTPSOrigin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveOn(t, tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{pki.leaf}}), HelloWorld())
+	cl := &countingListener{Listener: ln}
+	serveOn(t, tls.NewListener(cl, &tls.Config{Certificates: []tls.Certificate{pki.leaf}}), HelloWorld())
 	url := "https://" + ln.Addr().String()
 
 	t.Run("CA file and server name", func(t *testing.T) {
@@ -97,6 +98,14 @@ func TestHTTPSOrigin(t *testing.T) {
 		}
 		if r := mustDo(t, c, "GET", "/bytes/300000"); len(r.body) != 300000 {
 			t.Fatalf("%d bytes", len(r.body))
+		}
+		// Idle past the probe threshold: the probe must not mistake a
+		// live TLS connection for a closed one.
+		time.Sleep(idleProbeAfter + 50*time.Millisecond)
+		before := cl.accepted.Load()
+		mustDo(t, c, "GET", "/hello")
+		if n := cl.accepted.Load() - before; n != 0 {
+			t.Fatalf("%d new connections after an idle pause, want 0", n)
 		}
 	})
 	t.Run("unknown authority is unreachable", func(t *testing.T) {

@@ -30,9 +30,10 @@ type UpgradeResponse struct {
 // DialUpgrade performs an HTTP/1.1 upgrade (a websocket handshake, or any
 // other Upgrade) with the origin on a connection of its own, outside the
 // pool: it dials (tcp, unix or TLS as the URL says, within ConnectTimeout),
-// writes req as an HTTP/1.1 request with the caller's headers (Connection,
-// Upgrade, Sec-WebSocket-* and the rest, Host handled as in Do) and reads the
-// response head within ResponseTimeout. ctx bounds the whole handshake.
+// writes req's head as an HTTP/1.1 request with the caller's headers
+// (Connection, Upgrade, Sec-WebSocket-* and the rest, Host handled as in Do;
+// a body of bytes is sent, a body stream is not) and reads the response head
+// within ResponseTimeout. ctx bounds the whole handshake.
 //
 // On 101 it returns the connection, now the caller's to close, whose Read
 // first yields any bytes the origin sent after the head; it supports
@@ -49,7 +50,6 @@ func (c *Client) DialUpgrade(ctx context.Context, req *fasthttp.Request) (net.Co
 	} else if len(req.Header.Host()) == 0 {
 		req.Header.SetHost(c.target.defaultHost)
 	}
-	req.UseHostHeader = true
 	req.Header.SetNoDefaultContentType(true)
 
 	oc, err := c.dial(ctx)
@@ -80,10 +80,7 @@ func (c *Client) DialUpgrade(ctx context.Context, req *fasthttp.Request) (net.Co
 	}
 
 	bw := c.hc.AcquireWriter(conn)
-	err = req.Write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
+	err = writeRequest(bw, req)
 	c.hc.ReleaseWriter(bw)
 	if err != nil {
 		return fail(c.writeError(err))
