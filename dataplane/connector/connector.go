@@ -231,6 +231,19 @@ func (c *Connector) connectOnce(ctx context.Context, index int, addr string, att
 		c.logger.Info("tunnel connection registered", "conn", index, "edge", addr,
 			"conn_id", r.reg.ConnID, "location", r.reg.Location, "url", r.reg.URL)
 	case <-dc.Done():
+		// A refusal comes just before the edge closes the connection: the
+		// control stream's handler may still be reading it, and it is the
+		// error to return (a permanent one ends Run).
+		if cn.controlTaken.Load() {
+			select {
+			case r := <-cn.regCh:
+				var te *tunnel.Error
+				if errors.As(r.err, &te) {
+					return false, r.err
+				}
+			case <-timer.C:
+			}
+		}
 		return false, fmt.Errorf("edge %s closed the connection before registering: %w", addr, connErr(dc))
 	case <-timer.C:
 		dc.Close()
@@ -257,8 +270,10 @@ func (c *Connector) connectOnce(ctx context.Context, index int, addr string, att
 		return true, connErr(dc)
 	case <-cn.drained:
 		// Move at once: a new connection is dialed while this one finishes
-		// its streams in the background.
+		// its streams in the background. Unregister ends the control
+		// stream, so the shutdown ends with the last request.
 		c.registered.Add(-1)
+		cn.unregister()
 		go func() {
 			sctx, cancel := context.WithTimeout(context.Background(), c.cfg.GracePeriod)
 			defer cancel()

@@ -59,6 +59,15 @@ func (cn *conn) serveHTTP(s *dataplane.Stream) {
 
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
+	var body *bodyReader
+	defer func() {
+		// Counted once the exchange is over (resp released below): the
+		// upload may go on after Do returns, until the response body is
+		// closed.
+		if body != nil {
+			m.bytesUp.Add(int(body.n))
+		}
+	}()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 
@@ -68,15 +77,12 @@ func (cn *conn) serveHTTP(s *dataplane.Stream) {
 		writeGenerated(s, 400, tunnel.ErrorBadRequest, "culvert: malformed request on the tunnel\n")
 		return
 	}
-	body := requestBody(s, req)
+	body = requestBody(s, req)
 	if body != nil {
 		body.s = s
 	}
 	resp.Header.SetNoDefaultContentType(true)
 	err := cn.c.origin.Do(req, resp)
-	if body != nil {
-		m.bytesUp.Add(int(body.n))
-	}
 	if err != nil {
 		s.CloseRead()
 		switch {
@@ -248,6 +254,11 @@ func requestBody(s *dataplane.Stream, req *fasthttp.Request) *bodyReader {
 		return nil
 	}
 	size := req.Header.ContentLength()
+	if len(req.Header.Peek(fasthttp.HeaderContentLength)) == 0 {
+		// No Content-Length: the visitor sent the body chunked (an HTTP/2
+		// request carries no Transfer-Encoding), and ContentLength reads 0.
+		size = -1
+	}
 	if size < 0 {
 		if ended {
 			size = buffered

@@ -288,6 +288,10 @@ func (e *Edge) handleTunnel(nc net.Conn) {
 		}
 	}
 	t.leaving.Store(true)
+	// End the edge's side of the control stream: the connector's side ends
+	// when its handler returns, and the connection can then finish a
+	// graceful shutdown (its last stream gone) instead of waiting it out.
+	ctrl.CloseWrite()
 	if e.reg.remove(t) {
 		e.cfg.Registrar.Unregistered(reg)
 	}
@@ -331,6 +335,9 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 		t.ctrlMu.Unlock()
 	}
 	err := <-visitorsDone
+	if errors.Is(err, net.ErrClosed) {
+		err = nil // the visitor listeners were closed above
+	}
 	for _, t := range e.reg.all() {
 		t.dc.Shutdown(ctx)
 		t.dc.Close()

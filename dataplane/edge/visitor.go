@@ -438,7 +438,8 @@ func (e *Edge) finishFailed(t *tunnelConn, s *dataplane.Stream, up *upload) {
 }
 
 // respBody streams a response body from the tunnel to the visitor; fasthttp
-// closes it when the body is written or the visitor has gone.
+// closes it (CloseWithError) when the body is written or the visitor has
+// gone.
 type respBody struct {
 	e     *Edge
 	t     *tunnelConn
@@ -460,10 +461,11 @@ func (r *respBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close is called by fasthttp once the response is written.
-func (r *respBody) Close() error { return r.CloseWithError(nil) }
-
-// CloseWithError is called by fasthttp with the write error, if any.
+// CloseWithError is called by fasthttp once the response is written, with
+// the write error, if any. respBody has no Close method on purpose: fasthttp
+// calls both Close and CloseWithError on a stream that has both, and the
+// second call would come after the first put r back in the pool, where
+// another request may already use it.
 func (r *respBody) CloseWithError(werr error) error {
 	if r.s == nil {
 		return nil
