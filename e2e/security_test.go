@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/culvert-tunnel/culvert/dataplane/connector"
 	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
 	culverttls "github.com/culvert-tunnel/culvert/tls"
 )
@@ -117,6 +118,27 @@ func expectTLSFailure(t *testing.T, te *testEdge, b *culverttls.Bundle, opts con
 	opts.hostname = "app." + b.Token.Zone
 	opts.originURL = closedPortURL(t)
 	tc := startConnector(t, te, b, opts)
+	if edgeCounts {
+		// The edge refused the connector's certificate: retrying cannot
+		// help, Run ends with a permanent error that says what to do.
+		err, done := tc.wait(15 * time.Second)
+		if !done {
+			t.Fatal("connector Run did not return after the edge refused its certificate")
+		}
+		var terr *tunnel.Error
+		if !errors.As(err, &terr) || !terr.Permanent || terr.Code != connector.CodeCertRefused ||
+			!strings.Contains(terr.Message, "cert.pem") {
+			t.Fatalf("Run returned %v, want a permanent %s error naming cert.pem", err, connector.CodeCertRefused)
+		}
+		expectCounterGrows(t, "edge", te.scrape, hsBefore, 1, "culvert_edge_tunnel_handshake_failures_total")
+		waitFor(t, 10*time.Second, "the edge to log the handshake failure", func() bool {
+			return len(te.logs.find("edge", "tunnel TLS handshake failed")) > 0
+		})
+		if n := te.scrape().get("culvert_edge_tunnel_registrations_total"); n != 0 {
+			t.Errorf("culvert_edge_tunnel_registrations_total %v, want 0", n)
+		}
+		return
+	}
 	var rec logRecord
 	waitFor(t, 15*time.Second, "the connector to log a failed connection", func() bool {
 		recs := te.logs.find("connector", "tunnel connection ended; retrying")

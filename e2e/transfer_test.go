@@ -386,3 +386,27 @@ func TestServerSentEvents(t *testing.T) {
 		t.Errorf("events 0 and 1 arrived %v apart, want about 1s", arrivals[1]-arrivals[0])
 	}
 }
+
+// TestHeadKeepsContentLength: a HEAD answer through the tunnel has no body
+// but keeps the origin's Content-Length.
+func TestHeadKeepsContentLength(t *testing.T) {
+	tn := startTunnel(t, connOptions{})
+	resp, err := tn.client.Head(tn.url("/bytes/1000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ContentLength != 1000 {
+		t.Fatalf("HEAD /bytes/1000: status %d, Content-Length %d; want 200 and 1000", resp.StatusCode, resp.ContentLength)
+	}
+	// The connection is still usable: no body bytes were left on it.
+	get, err := tn.client.Get(tn.url("/hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(get.Body)
+	get.Body.Close()
+	if string(b) != "hello world\n" {
+		t.Fatalf("GET after HEAD: %q", b)
+	}
+}

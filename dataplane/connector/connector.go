@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,6 +157,11 @@ func (c *Connector) keepConn(ctx context.Context, index int) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if certRefused(err) {
+			err = &tunnel.Error{Code: CodeCertRefused, Permanent: true, Message: "the edge refused the origin " +
+				"certificate in cert.pem (revoked, or not issued by this edge): get a new cert.pem (culvert login) " +
+				"or check --edge"}
+		}
 		var te *tunnel.Error
 		if errors.As(err, &te) && te.Permanent {
 			c.logger.Error("edge refused the tunnel", "code", te.Code, "msg", te.Message)
@@ -193,6 +199,37 @@ func (c *Connector) backoff(n int) time.Duration {
 		d = min(c.cfg.RetryCap, c.cfg.RetryBase<<(n-1))
 	}
 	return time.Duration(rand.Int64N(int64(d)) + 1)
+}
+
+// CodeCertRefused is the code of the permanent error Run returns when the
+// edge refused the connector's certificate in the TLS handshake.
+const CodeCertRefused = "cert_refused"
+
+// certRefused reports whether err is the edge's TLS alert refusing our
+// client certificate. In TLS 1.3 the alert arrives after the connector's
+// side of the handshake completed, so it may surface from the first read of
+// the connection. Retrying cannot help: the same certificate is refused again.
+func certRefused(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, alert := range refusalAlerts {
+		if strings.Contains(msg, alert) {
+			return true
+		}
+	}
+	return false
+}
+
+// refusalAlerts are the TLS alerts (as crypto/tls words them) by which a
+// server refuses a client certificate.
+var refusalAlerts = []string{
+	"remote error: tls: bad certificate",
+	"remote error: tls: unknown certificate authority",
+	"remote error: tls: expired certificate",
+	"remote error: tls: revoked certificate",
+	"remote error: tls: certificate required",
 }
 
 var errDrained = errors.New("connector: the edge asked this connection to move")

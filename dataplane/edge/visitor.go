@@ -255,7 +255,14 @@ func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 	buffered, ended := s.BodyState()
 	if noBody || (ended && buffered == 0) {
 		if noBody {
+			// A HEAD or 304 answer keeps the origin's Content-Length: it
+			// tells the size of the body the visitor did not ask for.
 			ctx.Response.SkipBody = true
+			if v := hdrs.Get("content-length"); v != nil && status != 204 {
+				if n, err := strconv.Atoi(string(v)); err == nil && n >= 0 {
+					ctx.Response.Header.SetContentLength(n)
+				}
+			}
 		}
 		e.finish(t, s, up, start, 0)
 		return
