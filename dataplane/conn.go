@@ -830,7 +830,7 @@ func (c *Conn) onHeadersLocked(f *frames.HeadersFrame, decodeErr error) {
 		c.endRecvLocked(s)
 	}
 	c.handlers++
-	go c.runHandler(s)
+	startHandler(c, s)
 }
 
 // refuseHeaderListLocked answers a request whose header list is over our

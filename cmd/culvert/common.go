@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -60,6 +61,16 @@ func serveHTTP(addr string, h http.Handler, logger *slog.Logger, what string) (n
 
 func isClosedErr(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "use of closed network connection")
+}
+
+// addPprof adds the Go profiler under /debug/pprof/ to a metrics mux (it
+// listens on loopback by default, like the metrics).
+func addPprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // metricsHandler serves /metrics: the component's metrics and the process's.

@@ -100,6 +100,7 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 	if o.metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metricsHandler(r.dp.WritePrometheus))
+		addPprof(mux)
 		mux.HandleFunc("/healthcheck", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "OK\n") })
 		if r.metricsLn, err = serveHTTP(o.metricsAddr, mux, logger, "metrics"); err != nil {
 			return nil, fmt.Errorf("--metrics: %w", err)

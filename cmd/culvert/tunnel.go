@@ -200,6 +200,7 @@ func startTunnel(ctx context.Context, o *tunnelOptions, b *culverttls.Bundle, lo
 			}
 			writeJSON(w, status, map[string]any{"status": status, "readyConnections": n})
 		})
+		addPprof(mux)
 		mux.HandleFunc("/healthcheck", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "OK\n") })
 		if r.metricsLn, err = serveHTTP(o.metricsAddr, mux, logger, "metrics"); err != nil {
 			return nil, fmt.Errorf("--metrics: %w", err)

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"errors"
@@ -183,6 +184,13 @@ var (
 	errNoLiveConns = errors.New("no live tunnel connection")
 )
 
+// streamCtx is the context of the engine calls a visitor request makes. It
+// is not the fasthttp.RequestCtx: that one's Done channel is not a standard
+// context's, so the engine's context.AfterFunc would start a goroutine per
+// call to watch it. A stream ends with its tunnel connection, and the edge's
+// shutdown closes those.
+var streamCtx = context.Background()
+
 // serveVisitor sends one visitor request down the tunnel.
 func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 	m := e.metrics
@@ -214,7 +222,7 @@ func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		t.inflight.Add(1)
-		s, err = t.dc.OpenStream(ctx, fields, !hasBody && !ws)
+		s, err = t.dc.OpenStream(streamCtx, fields, !hasBody && !ws)
 		if err == nil {
 			break
 		}
@@ -243,7 +251,7 @@ func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 	if hasBody {
 		up = startUpload(s, ctx.RequestBodyStream(), m)
 	}
-	hdrs, err := s.ReadHeaders(ctx)
+	hdrs, err := s.ReadHeaders(streamCtx)
 	if err != nil {
 		e.finishFailed(t, s, up)
 		m.errTunnel.Inc()
@@ -506,7 +514,7 @@ func isWebsocket(h *fasthttp.RequestHeader) bool {
 func (e *Edge) serveWebsocket(ctx *fasthttp.RequestCtx, t *tunnelConn, s *dataplane.Stream, start time.Time) {
 	m := e.metrics
 	m.websockets.Inc()
-	hdrs, err := s.ReadHeaders(ctx)
+	hdrs, err := s.ReadHeaders(streamCtx)
 	if err != nil {
 		e.finishFailed(t, s, nil)
 		m.errTunnel.Inc()
