@@ -303,3 +303,66 @@ func waitReady(t *testing.T, addr string, n int, d time.Duration) {
 	}
 	t.Fatalf("/ready did not report %d connections within %v; last: %s", n, d, last)
 }
+
+// TestMakeDemo runs the README's first command as a newcomer would:
+// `make demo` from the repository root (on a free port), then Ctrl-C to
+// the whole process group, as a terminal sends it.
+func TestMakeDemo(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Fatal("make is not installed; the README's commands need it")
+	}
+	cmd := exec.Command("make", "-s", "-C", "../..", "demo", "DEMO_FLAGS=--listen 127.0.0.1:0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var out strings.Builder
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			mu.Lock()
+			out.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait(); pw.Close() }()
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("make demo output:\n%s", out.String())
+			mu.Unlock()
+		}
+	}()
+	re := regexp.MustCompile(`curl -H 'Host: ([^']+)' http://([0-9.:]+)/`)
+	var m []string
+	for deadline := time.Now().Add(3 * time.Minute); m == nil; {
+		mu.Lock()
+		m = re.FindStringSubmatch(out.String())
+		mu.Unlock()
+		select {
+		case err := <-done:
+			if m == nil {
+				t.Fatalf("make demo exited (%v) before printing the curl command", err)
+			}
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("make demo printed no curl command within 3 minutes")
+		}
+	}
+	status, body, _ := get(t, m[2], m[1], "/")
+	if status != 200 || !strings.Contains(body, "Hello from culvert") {
+		t.Fatalf("the printed curl command: %d %q", status, body)
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("make demo did not stop on Ctrl-C")
+	}
+}
