@@ -43,6 +43,18 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", l.format)
 }
 
+// parseFlags parses a long-running command's flags, refuses positional
+// arguments, and returns the logger its logging flags ask for (on stderr).
+func parseFlags(fs *pflag.FlagSet, args []string, logs *logFlags) (*slog.Logger, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return logs.logger(os.Stderr)
+}
+
 // serveHTTP serves h on addr in the background; it returns the listener so
 // the caller knows the address and can close it.
 func serveHTTP(addr string, h http.Handler, logger *slog.Logger, what string) (net.Listener, error) {

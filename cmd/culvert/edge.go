@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -161,13 +160,7 @@ func runEdgeCommand(args []string) error {
 	var o edgeOptions
 	fs := pflag.NewFlagSet("culvert edge", pflag.ContinueOnError)
 	o.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("edge: unexpected argument %q", fs.Arg(0))
-	}
-	logger, err := o.logs.logger(os.Stderr)
+	logger, err := parseFlags(fs, args, &o.logs)
 	if err != nil {
 		return err
 	}

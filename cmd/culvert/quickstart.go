@@ -20,10 +20,7 @@ func runQuickstart(args []string) error {
 	originURL := fs.String("url", "", "an origin of yours instead of the built-in hello-world")
 	var logs logFlags
 	logs.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	logger, err := logs.logger(os.Stderr)
+	logger, err := parseFlags(fs, args, &logs)
 	if err != nil {
 		return err
 	}

@@ -64,13 +64,7 @@ func runTunnel(args []string) error {
 	var o tunnelOptions
 	fs := pflag.NewFlagSet("culvert tunnel", pflag.ContinueOnError)
 	o.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("tunnel: unexpected argument %q", fs.Arg(0))
-	}
-	logger, err := o.logs.logger(os.Stderr)
+	logger, err := parseFlags(fs, args, &o.logs)
 	if err != nil {
 		return err
 	}

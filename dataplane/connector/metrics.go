@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/culvert-tunnel/culvert/dataplane/internal/promhist"
+	"github.com/culvert-tunnel/culvert/dataplane/internal/prom"
 )
 
 // connMetrics are the connector's Prometheus metrics (culvert_connector_*).
@@ -22,12 +22,12 @@ type connMetrics struct {
 	websockets         *metrics.Counter
 	connects           *metrics.Counter
 	reconnects         *metrics.Counter
-	statuses           [600]atomic.Pointer[metrics.Counter]
-	duration           *promhist.Histogram
+	statuses           *prom.StatusCounters
+	duration           *prom.Histogram
 }
 
 func newConnMetrics(set *metrics.Set, c *Connector) *connMetrics {
-	m := &connMetrics{set: set}
+	m := &connMetrics{set: set, statuses: prom.NewStatusCounters(set, "culvert_connector_responses_total")}
 	m.requests = set.NewCounter("culvert_connector_requests_total")
 	errs := func(kind string) *metrics.Counter {
 		return set.NewCounter(fmt.Sprintf(`culvert_connector_errors_total{kind=%q}`, kind))
@@ -45,23 +45,13 @@ func newConnMetrics(set *metrics.Set, c *Connector) *connMetrics {
 	set.NewGauge("culvert_connector_requests_inflight", func() float64 { return float64(m.inflight.Load()) })
 	set.NewGauge("culvert_connector_tunnel_connections", func() float64 { return float64(c.Registered()) })
 	set.NewGauge("culvert_connector_ping_rtt_seconds", func() float64 { return c.pingRTT().Seconds() })
-	m.duration = promhist.New("culvert_connector_request_duration_seconds",
-		"Time from a request stream's arrival to the end of its response.", promhist.DurationBuckets)
+	m.duration = prom.New("culvert_connector_request_duration_seconds",
+		"Time from a request stream's arrival to the end of its response.", prom.DurationBuckets)
 	return m
 }
 
 // status counts a response status from the origin.
-func (m *connMetrics) status(code int) {
-	if code < 100 || code >= len(m.statuses) {
-		code = 0
-	}
-	ctr := m.statuses[code].Load()
-	if ctr == nil {
-		ctr = m.set.GetOrCreateCounter(fmt.Sprintf(`culvert_connector_responses_total{status="%d"}`, code))
-		m.statuses[code].Store(ctr)
-	}
-	ctr.Inc()
-}
+func (m *connMetrics) status(code int) { m.statuses.Inc(code) }
 
 func (m *connMetrics) observe(start time.Time, _ int64) {
 	m.duration.Observe(time.Since(start).Seconds())

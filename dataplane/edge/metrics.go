@@ -3,11 +3,10 @@ package edge
 import (
 	"fmt"
 	"io"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-	"github.com/culvert-tunnel/culvert/dataplane/internal/promhist"
+	"github.com/culvert-tunnel/culvert/dataplane/internal/prom"
 	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
 )
 
@@ -27,12 +26,12 @@ type edgeMetrics struct {
 	websockets                      *metrics.Counter
 	registrations, registerFailures *metrics.Counter
 	tunnelHandshakeFailures         *metrics.Counter
-	statuses                        [600]atomic.Pointer[metrics.Counter]
-	duration                        *promhist.Histogram
+	statuses                        *prom.StatusCounters
+	duration                        *prom.Histogram
 }
 
 func newEdgeMetrics(set *metrics.Set, e *Edge) *edgeMetrics {
-	m := &edgeMetrics{set: set}
+	m := &edgeMetrics{set: set, statuses: prom.NewStatusCounters(set, "culvert_edge_responses_total")}
 	m.requests = set.NewCounter("culvert_edge_requests_total")
 	errs := func(kind string) *metrics.Counter {
 		return set.NewCounter(fmt.Sprintf(`culvert_edge_errors_total{kind=%q}`, kind))
@@ -64,22 +63,12 @@ func newEdgeMetrics(set *metrics.Set, e *Edge) *edgeMetrics {
 		}
 		return float64(n)
 	})
-	m.duration = promhist.New("culvert_edge_request_duration_seconds",
-		"Time from a visitor request's arrival to the end of its response.", promhist.DurationBuckets)
+	m.duration = prom.New("culvert_edge_request_duration_seconds",
+		"Time from a visitor request's arrival to the end of its response.", prom.DurationBuckets)
 	return m
 }
 
-func (m *edgeMetrics) status(code int) {
-	if code < 100 || code >= len(m.statuses) {
-		code = 0
-	}
-	ctr := m.statuses[code].Load()
-	if ctr == nil {
-		ctr = m.set.GetOrCreateCounter(fmt.Sprintf(`culvert_edge_responses_total{status="%d"}`, code))
-		m.statuses[code].Store(ctr)
-	}
-	ctr.Inc()
-}
+func (m *edgeMetrics) status(code int) { m.statuses.Inc(code) }
 
 // connectorError counts a response the connector made itself.
 func (m *edgeMetrics) connectorError(kind []byte) {

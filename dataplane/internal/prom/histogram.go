@@ -1,11 +1,13 @@
-// Package promhist is a fixed-bucket histogram written in the Prometheus
-// text format (cumulative "le" buckets, _sum and _count), for the request
-// duration metrics of the edge and the connector. VictoriaMetrics/metrics'
-// own Histogram uses "vmrange" buckets that Prometheus cannot aggregate.
+// Package prom holds the two metric helpers the edge and the connector
+// share beside VictoriaMetrics/metrics: a fixed-bucket histogram written in
+// the Prometheus text format (cumulative "le" buckets, _sum and _count; the
+// library's own Histogram uses "vmrange" buckets that Prometheus cannot
+// aggregate), and a per-status-code counter family that costs no map lookup
+// per response.
 //
 // What it is not: a general metrics library; the counters and gauges come
 // from VictoriaMetrics/metrics.
-package promhist
+package prom
 
 import (
 	"fmt"
