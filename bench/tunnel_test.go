@@ -24,7 +24,18 @@ type tunnelRig struct {
 	stop        func()
 }
 
-var helloBody = []byte("hello world\n")
+var (
+	helloBody = []byte("hello world\n")
+	bulkBody  = pattern1M()
+)
+
+func pattern1M() []byte {
+	b := make([]byte, 1<<20)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	return b
+}
 
 func startTunnelRig(b *testing.B) *tunnelRig {
 	b.Helper()
@@ -47,7 +58,13 @@ func startTunnelRig(b *testing.B) *tunnelRig {
 	go e.ServeVisitors(visLn)
 
 	oLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	osrv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(helloBody) }}
+	osrv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/1m" {
+			ctx.SetBody(bulkBody)
+			return
+		}
+		ctx.SetBody(helloBody)
+	}}
 	go osrv.Serve(oLn)
 
 	if _, err := ctl.CreateZone("bench.test", false); err != nil {
@@ -98,39 +115,43 @@ func startTunnelRig(b *testing.B) *tunnelRig {
 	}
 }
 
-// BenchmarkTunnel: HTTP/1.1 requests for a 12-byte body, 50 at a time
-// (RunParallel), through the tunnel (visitor → edge → TLS/HTTP/2 →
-// connector → origin) and, as the baseline, to the origin directly. The
-// load generator shares the process and the cores: the ratio of the two is
-// what to watch, and ns/op of culvert is the whole path's cost.
+// BenchmarkTunnel: HTTP/1.1 requests through the tunnel (visitor → edge →
+// TLS/HTTP/2 → connector → origin) and, as the baseline, to the origin
+// directly. Hello50: a 12-byte body, 50 requests at a time (RunParallel).
+// Bulk1M: 1 MiB bodies, 4 at a time. The load generator shares the process
+// and the cores: the ratio of the two is what to watch, and ns/op of
+// culvert is the whole path's cost.
 func BenchmarkTunnel(b *testing.B) {
 	rig := startTunnelRig(b)
 	defer rig.stop()
-	run := func(b *testing.B, addr, host string) {
-		hc := &fasthttp.HostClient{Addr: addr, MaxConns: 64}
+	run := func(b *testing.B, addr, path string, body []byte, par int) {
+		host := "app.bench.test"
+		hc := &fasthttp.HostClient{Addr: addr, MaxConns: 64, MaxResponseBodySize: 2 << 20}
 		b.ReportAllocs()
-		b.SetBytes(int64(len(helloBody)))
-		b.SetParallelism(25)
+		b.SetBytes(int64(len(body)))
+		b.SetParallelism(par)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			req := fasthttp.AcquireRequest()
 			resp := fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			req.SetRequestURI("http://" + host + "/hello")
+			req.SetRequestURI("http://" + host + path)
 			req.Header.SetHost(host)
 			for pb.Next() {
 				if err := hc.Do(req, resp); err != nil {
 					b.Error(err)
 					return
 				}
-				if resp.StatusCode() != 200 || len(resp.Body()) != len(helloBody) {
+				if resp.StatusCode() != 200 || len(resp.Body()) != len(body) {
 					b.Errorf("status %d, %d bytes", resp.StatusCode(), len(resp.Body()))
 					return
 				}
 			}
 		})
 	}
-	b.Run("Hello50/culvert", func(b *testing.B) { run(b, rig.visitorAddr, "app.bench.test") })
-	b.Run("Hello50/direct", func(b *testing.B) { run(b, rig.originAddr, "app.bench.test") })
+	b.Run("Hello50/culvert", func(b *testing.B) { run(b, rig.visitorAddr, "/hello", helloBody, 25) })
+	b.Run("Hello50/direct", func(b *testing.B) { run(b, rig.originAddr, "/hello", helloBody, 25) })
+	b.Run("Bulk1M/culvert", func(b *testing.B) { run(b, rig.visitorAddr, "/1m", bulkBody, 2) })
+	b.Run("Bulk1M/direct", func(b *testing.B) { run(b, rig.originAddr, "/1m", bulkBody, 2) })
 }

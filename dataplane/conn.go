@@ -830,7 +830,7 @@ func (c *Conn) onHeadersLocked(f *frames.HeadersFrame, decodeErr error) {
 		c.endRecvLocked(s)
 	}
 	c.handlers++
-	startHandler(c, s)
+	go c.runHandler(s)
 }
 
 // refuseHeaderListLocked answers a request whose header list is over our

@@ -472,6 +472,63 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom queues what r yields until io.EOF (io.Copy to a Stream uses
+// it). A Read of r lands straight in a pooled chunk that goes to the peer as
+// one DATA frame, with no copy in between; a short Read (under a quarter of
+// a chunk) is copied into the queue's last chunk instead, so memory stays
+// bounded by the send buffer however small r's reads are. Like Write it
+// blocks while SendBuffer bytes are queued, and it reads r only when there
+// is room. It returns the bytes queued and the first error of r (other than
+// io.EOF) or of the stream; a caller that must tell them apart wraps r.
+func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
+	c := s.c
+	var total int64
+	for {
+		c.mu.Lock()
+		for {
+			if err := s.sendOpenLocked(); err != nil {
+				c.mu.Unlock()
+				return total, err
+			}
+			if c.cfg.SendBuffer-s.sq.n > 0 {
+				break
+			}
+			s.writeWait.Wait()
+		}
+		payload := min(int(c.peer.maxFrameSize), maxChunkPayload)
+		c.mu.Unlock()
+
+		b := bufpool.Get(frames.HeaderLen + payload)
+		n, rerr := r.Read(b.B[frames.HeaderLen : frames.HeaderLen+payload])
+		if n > 0 {
+			c.mu.Lock()
+			if err := s.sendOpenLocked(); err != nil {
+				c.mu.Unlock()
+				bufpool.Put(b)
+				return total, err
+			}
+			if n < payload/4 {
+				s.sq.write(b.B[frames.HeaderLen:frames.HeaderLen+n], payload)
+				bufpool.Put(b)
+			} else {
+				s.sq.q = append(s.sq.q, chunk{b: b, r: frames.HeaderLen, w: frames.HeaderLen + n})
+				s.sq.n += n
+			}
+			c.queueStreamLocked(s)
+			c.mu.Unlock()
+			total += int64(n)
+		} else {
+			bufpool.Put(b)
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
 // sendOpenLocked reports why the send side takes no more body: the stream
 // ended abnormally, END_STREAM is already queued (ErrStreamClosed), or no
 // headers were sent yet (ErrNoHeaders).

@@ -58,20 +58,6 @@ var leakMarkers = []string{
 	"github.com/valyala/fasthttp.(*workerPool).workerFunc",
 }
 
-// idleWorker reports whether stack g is one of the engine's handler workers
-// waiting for its next stream (or its cleaner): they are kept warm between
-// requests and retire after some seconds idle, whatever the tests do.
-func idleWorker(g string) bool {
-	lines := strings.Split(g, "\n")
-	if len(lines) < 2 {
-		return false
-	}
-	if strings.Contains(g, "dataplane.cleanWorkers") {
-		return true
-	}
-	return strings.Contains(lines[0], "[chan receive") && strings.Contains(lines[1], "dataplane.(*worker).run")
-}
-
 // settleGoroutines waits up to d for the goroutines matching leakMarkers
 // to end and returns the stacks of those still there.
 func settleGoroutines(d time.Duration) string {
@@ -90,9 +76,6 @@ func settleGoroutines(d time.Duration) string {
 		for g := range strings.SplitSeq(string(buf), "\n\n") {
 			if strings.Contains(g, "e2e.TestMain") || strings.Contains(g, "e2e.settleGoroutines") {
 				continue
-			}
-			if idleWorker(g) {
-				continue // the engine's idle handler workers retire on their own timer
 			}
 			for _, mk := range leakMarkers {
 				if strings.Contains(g, mk) {

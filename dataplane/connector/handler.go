@@ -176,29 +176,32 @@ func relinkNames(sc *fieldScratch) {
 
 var errOriginRead = errors.New("origin body read failed")
 
-// copyToStream copies an origin body to the stream: each Read goes out at
-// once (a server-sent event is flushed as the origin sends it), Write
-// blocks when the visitor's side of the tunnel is backed up.
+// copyToStream copies an origin body to the stream: each Read of the
+// origin lands in a chunk that goes out as a DATA frame at once (a
+// server-sent event is flushed as the origin sends it, and a bulk body is
+// not copied again on the way); it blocks when the visitor's side of the
+// tunnel is backed up. An error of the origin's side is errOriginRead.
 func copyToStream(s *dataplane.Stream, r io.Reader) (int64, error) {
-	b := bufpool.Get(copyBufSize)
-	defer bufpool.Put(b)
-	buf := b.B[:copyBufSize]
-	var n int64
-	for {
-		k, rerr := r.Read(buf)
-		if k > 0 {
-			if _, err := s.Write(buf[:k]); err != nil {
-				return n, err
-			}
-			n += int64(k)
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, errOriginRead
-		}
+	or := originReader{r: r}
+	n, err := s.ReadFrom(&or)
+	if or.err != nil {
+		return n, errOriginRead
 	}
+	return n, err
+}
+
+// originReader remembers the error of the origin's side of a copy.
+type originReader struct {
+	r   io.Reader
+	err error
+}
+
+func (o *originReader) Read(p []byte) (int, error) {
+	n, err := o.r.Read(p)
+	if err != nil && err != io.EOF {
+		o.err = err
+	}
+	return n, err
 }
 
 // buildOriginRequest turns the stream's request headers into req. It

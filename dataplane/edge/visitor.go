@@ -395,33 +395,37 @@ func startUpload(s *dataplane.Stream, body io.Reader, m *edgeMetrics) *upload {
 	up := &upload{done: make(chan struct{})}
 	go func() {
 		defer close(up.done)
-		b := bufpool.Get(32 << 10)
-		defer bufpool.Put(b)
-		buf := b.B[:32<<10]
-		for {
-			n, err := body.Read(buf)
-			if n > 0 {
-				if _, werr := s.Write(buf[:n]); werr != nil {
-					up.err = werr
-					break
-				}
-				up.n += int64(n)
-			}
-			if err == io.EOF {
-				s.CloseWrite()
-				break
-			}
-			if err != nil {
-				// The visitor's upload broke: the origin must not take a
-				// truncated body for a whole one.
-				up.err = err
-				s.Reset(frames.ErrCodeCancel)
-				break
-			}
+		vr := visitorReader{r: body}
+		n, err := s.ReadFrom(&vr)
+		up.n = n
+		switch {
+		case vr.err != nil:
+			// The visitor's upload broke: the origin must not take a
+			// truncated body for a whole one.
+			up.err = vr.err
+			s.Reset(frames.ErrCodeCancel)
+		case err != nil:
+			up.err = err
+		default:
+			s.CloseWrite()
 		}
 		m.bytesUp.Add(int(up.n))
 	}()
 	return up
+}
+
+// visitorReader remembers the error of the visitor's side of an upload.
+type visitorReader struct {
+	r   io.Reader
+	err error
+}
+
+func (v *visitorReader) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	if err != nil && err != io.EOF {
+		v.err = err
+	}
+	return n, err
 }
 
 // finish ends a request whose response is complete.

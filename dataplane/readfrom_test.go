@@ -1,0 +1,112 @@
+package dataplane
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// jitterReader yields src in reads of random sizes, tiny ones included.
+type jitterReader struct {
+	src []byte
+	rng *rand.Rand
+}
+
+func (j *jitterReader) Read(p []byte) (int, error) {
+	if len(j.src) == 0 {
+		return 0, io.EOF
+	}
+	n := 1 + j.rng.IntN(min(len(p), 40000))
+	if j.rng.IntN(3) == 0 {
+		n = 1 + j.rng.IntN(16)
+	}
+	n = min(n, len(j.src), len(p))
+	copy(p, j.src[:n])
+	j.src = j.src[n:]
+	return n, nil
+}
+
+// TestStreamReadFrom: bytes queued with ReadFrom, from reads of every
+// size, reach the peer intact and in order.
+func TestStreamReadFrom(t *testing.T) {
+	body := pattern(3<<20 + 12345)
+	want := sha256.Sum256(body)
+	addr, _ := startServer(t, &Config{Handler: HandlerFunc(func(s *Stream) {
+		s.WriteHeaders(fields(":status", "200"), false)
+		jr := &jitterReader{src: body, rng: rand.New(rand.NewPCG(1, 2))}
+		if n, err := s.ReadFrom(jr); err != nil || n != int64(len(body)) {
+			t.Errorf("ReadFrom: %d, %v", n, err)
+		}
+	})})
+	c := dialClient(t, addr, &Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := c.OpenStream(ctx, fields(":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadHeaders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, s)
+	if err != nil || n != int64(len(body)) {
+		t.Fatalf("read %d, %v; want %d", n, err, len(body))
+	}
+	if got := h.Sum(nil); hex.EncodeToString(got) != hex.EncodeToString(want[:]) {
+		t.Fatal("the body changed on the way")
+	}
+}
+
+// TestStreamReadFromBoundedByPeer: a peer that does not read stops
+// ReadFrom at the send buffer, even when every read is one byte: it is not
+// one pooled chunk per read.
+func TestStreamReadFromBoundedByPeer(t *testing.T) {
+	queued := make(chan int64, 1)
+	addr, _ := startServer(t, &Config{SendBuffer: 64 << 10, Handler: HandlerFunc(func(s *Stream) {
+		s.WriteHeaders(fields(":status", "200"), false)
+		cr := &countingReader{}
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			queued <- cr.n.Load()
+			s.Reset(0x8)
+		}()
+		s.ReadFrom(cr)
+	})})
+	// The client's window (64 KiB stream, 64 KiB connection) and a client
+	// that never reads: at most window + send buffer can leave ReadFrom.
+	c := dialClient(t, addr, &Config{InitialStreamWindow: 65535, InitialConnWindow: 65535})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.OpenStream(ctx, fields(":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadHeaders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n := <-queued
+	if n > 65535+64<<10+1 {
+		t.Fatalf("ReadFrom took %d bytes from its reader past a stalled peer; want at most window + send buffer", n)
+	}
+	if n < 64<<10 {
+		t.Fatalf("ReadFrom took only %d bytes", n)
+	}
+}
+
+// countingReader yields one byte per Read, forever, and counts them.
+type countingReader struct{ n atomic.Int64 }
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	p[0] = 'x'
+	c.n.Add(1)
+	return 1, nil
+}
