@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/culvert-tunnel/culvert/dataplane/edge"
 	"github.com/culvert-tunnel/culvert/origin"
 )
 
@@ -253,4 +255,63 @@ func TestVisitorGone(t *testing.T) {
 			tn.conn.scrape().get("culvert_connector_requests_inflight") == 0
 	})
 	fetchHello(t, tn.client, tn.hostname)
+}
+
+// TestErrorBodyTooLarge: with a body limit, a request whose Content-Length
+// is over it gets 413 without reaching the origin (kind="body_too_large"),
+// and a chunked body that passes it is cut: the origin never takes it for
+// a whole one.
+func TestErrorBodyTooLarge(t *testing.T) {
+	logs := newLogBook(t)
+	te := startEdge(t, logs, edgeOptions{config: func(c *edge.Config) { c.MaxRequestBodySize = 1 << 20 }})
+	b := te.zoneBundle("example.test")
+	tc := startConnector(t, te, b, connOptions{hostname: "app.example.test", originURL: startHelloOrigin(t)})
+	waitRegistered(t, te, tc, "app.example.test")
+	client := visitorClient(t, te.visitorAddr)
+	url := "http://app.example.test/sha256"
+
+	before := te.scrape().get(edgeErrors, "kind", "body_too_large")
+	resp, err := client.Post(url, "application/octet-stream", bytes.NewReader(make([]byte, 2<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 || resp.Header.Get("Culvert-Error") != "bad-request" {
+		t.Fatalf("2 MiB over a 1 MiB limit: status %d, culvert-error %q; want 413", resp.StatusCode, resp.Header.Get("Culvert-Error"))
+	}
+	expectCounterMoves(t, "edge", te.scrape, before, 1, edgeErrors, "kind", "body_too_large")
+
+	// Under the limit: whole.
+	resp, err = client.Post(url, "application/octet-stream", bytes.NewReader(make([]byte, 1<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"bytes": 1048576`) && !strings.Contains(string(body), `"bytes":1048576`) {
+		t.Fatalf("1 MiB at the limit: %d %s", resp.StatusCode, body)
+	}
+
+	// Chunked and over the limit: the origin does not answer as if whole.
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for i := 0; i < 40; i++ {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", url, pr)
+	req.ContentLength = -1
+	resp, err = client.Do(req)
+	pr.Close()
+	if err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatalf("a chunked 2.5 MiB body over a 1 MiB limit was answered 200: %s", body)
+		}
+	}
 }

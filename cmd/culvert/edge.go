@@ -26,6 +26,7 @@ type edgeOptions struct {
 	location    string
 	advertise   []string
 	grace       time.Duration
+	maxBody     int
 	logs        logFlags
 }
 
@@ -39,6 +40,7 @@ func (o *edgeOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.location, "location", "local", "this edge's name, told to connectors")
 	fs.StringSliceVar(&o.advertise, "advertise", nil, "tunnel addresses (host:port) written into new cert.pem files (default: the tunnel address)")
 	fs.DurationVar(&o.grace, "grace-period", 30*time.Second, "how long a shutdown lets in-flight requests finish")
+	fs.IntVar(&o.maxBody, "max-request-body", 0, "largest visitor request body in bytes (413 beyond; 0: no limit, bodies stream)")
 	o.logs.register(fs)
 }
 
@@ -69,7 +71,8 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.dp, err = edge.New(edge.Config{TunnelTLS: tlsCfg, Registrar: ctl, Location: o.location, Logger: logger})
+	r.dp, err = edge.New(edge.Config{TunnelTLS: tlsCfg, Registrar: ctl, Location: o.location,
+		MaxRequestBodySize: o.maxBody, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

@@ -218,6 +218,13 @@ func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 
 	cl := ctx.Request.Header.ContentLength()
 	hasBody := !ws && (cl > 0 || cl == -1)
+	if max := e.cfg.MaxRequestBodySize; max > 0 && cl > max {
+		m.errBodyTooLarge.Inc()
+		e.errorPage(ctx, fasthttp.StatusRequestEntityTooLarge, tunnel.ErrorBadRequest,
+			"request body too large (the limit is "+strconv.Itoa(max)+" bytes)")
+		ctx.SetConnectionClose() // the body is not read
+		return
+	}
 	var s *dataplane.Stream
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -249,7 +256,13 @@ func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 	}
 	var up *upload
 	if hasBody {
-		up = startUpload(s, ctx.RequestBodyStream(), m)
+		var body io.Reader = ctx.RequestBodyStream()
+		if max := e.cfg.MaxRequestBodySize; max > 0 && cl < 0 {
+			// A chunked body has no length to check up front: it is cut
+			// (the stream reset) once it passes the limit.
+			body = &limitedBody{r: body, left: int64(max)}
+		}
+		up = startUpload(s, body, m)
 	}
 	hdrs, err := s.ReadHeaders(streamCtx)
 	if err != nil {
@@ -412,6 +425,23 @@ func startUpload(s *dataplane.Stream, body io.Reader, m *edgeMetrics) *upload {
 		m.bytesUp.Add(int(up.n))
 	}()
 	return up
+}
+
+// limitedBody fails a chunked upload that passes the body limit.
+type limitedBody struct {
+	r    io.Reader
+	left int64
+}
+
+var errBodyTooLarge = errors.New("request body over the limit")
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return n, errBodyTooLarge
+	}
+	return n, err
 }
 
 // visitorReader remembers the error of the visitor's side of an upload.
