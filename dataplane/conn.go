@@ -69,6 +69,7 @@ type Conn struct {
 	peerActive   int    // open streams the peer initiated
 	ownActive    int    // open streams we initiated
 	handlers     int    // handler goroutines running
+	drainedClose bool   // closing after GOAWAY(NO_ERROR) with every stream done
 	slotFree     sync.Cond
 
 	peer struct { // the peer's settings
@@ -1179,8 +1180,15 @@ func (c *Conn) closeLocked(err error) {
 
 // lingerTime is how long a closing connection keeps reading (and dropping)
 // the peer's bytes after our last frame, so that the peer reads our GOAWAY
-// instead of a TCP reset provoked by unread input.
-const lingerTime = 500 * time.Millisecond
+// instead of a TCP reset provoked by unread input. After a graceful close
+// (every stream finished) the peer may still be reading the last responses
+// from its socket buffer and sending WINDOW_UPDATEs as it goes: a reset
+// then would destroy those responses, so that close lingers until the peer
+// closes its side, up to gracefulLingerTime.
+const (
+	lingerTime         = 500 * time.Millisecond
+	gracefulLingerTime = 10 * time.Second
+)
 
 // lingerLocked half-closes the connection; the reader goroutine drains
 // what still comes and closes it. Without a reader, or without
@@ -1188,7 +1196,11 @@ const lingerTime = 500 * time.Millisecond
 func (c *Conn) lingerLocked() {
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && !c.readerDone {
 		cw.CloseWrite()
-		c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+		d := lingerTime
+		if c.drainedClose {
+			d = gracefulLingerTime
+		}
+		c.nc.SetReadDeadline(time.Now().Add(d))
 		return
 	}
 	c.nc.Close()

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -130,5 +131,47 @@ func TestInterop_XnetServer_ResetMidBody(t *testing.T) {
 	st, b, _ := roundTrip(t, c, "GET", "/bytes/1000", nil, nil)
 	if st != "200" || len(b) != 1000 {
 		t.Fatalf("after reset: %s, %d bytes", st, len(b))
+	}
+}
+
+// slowConn reads its socket slowly: small reads with a pause before each,
+// so bytes wait in the kernel's buffers, as they do under a loaded client.
+type slowConn struct {
+	net.Conn
+	pause time.Duration
+}
+
+func (c slowConn) Read(p []byte) (int, error) {
+	time.Sleep(c.pause)
+	return c.Conn.Read(p[:min(len(p), 32<<10)])
+}
+
+// A graceful shutdown whose last response is still in the slow client's
+// socket buffers: the connection must not be closed under the client (a
+// TCP reset provoked by its later WINDOW_UPDATEs destroys what it has not
+// read yet). The close lingers until the client closes its side.
+func TestShutdownSlowReaderGetsEverything(t *testing.T) {
+	addr, conns := startServer(t, &Config{Handler: HandlerFunc(testApp)})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewClientConn(slowConn{nc, 20 * time.Millisecond}, &Config{})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const size = 8 << 20
+	s, err := c.OpenStream(ctx, fields(":method", "GET", ":scheme", "http", ":authority", "x", ":path", fmt.Sprintf("/bytes/%d", size)), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadHeaders(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := <-conns
+	go first.Shutdown(context.Background())
+	n, err := io.Copy(io.Discard, s)
+	if err != nil || n != size {
+		t.Fatalf("got %d of %d bytes: %v", n, size, err)
 	}
 }

@@ -87,6 +87,7 @@ func (c *Conn) closeAfterGoAway() {
 	err := c.closeErr
 	if err == nil {
 		err = errGracefulClose
+		c.drainedClose = true
 	}
 	c.closeLocked(err)
 	c.mu.Unlock()
