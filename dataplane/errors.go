@@ -17,6 +17,8 @@ var (
 	// ErrNoNewStreams: the connection takes no new streams (GOAWAY either
 	// way, shutdown, or stream ids nearly exhausted): open a new one.
 	ErrNoNewStreams = errors.New("dataplane: connection accepts no new streams")
+	// ErrReadClosed: reading a stream after CloseRead.
+	ErrReadClosed = errors.New("dataplane: stream closed for reading")
 	// ErrStreamClosed: writing to a stream whose send side is done.
 	ErrStreamClosed = errors.New("dataplane: stream closed for writing")
 	// ErrHeadersSent / ErrNoHeaders: headers were already sent / not yet sent.

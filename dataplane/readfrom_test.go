@@ -110,3 +110,35 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n.Add(1)
 	return 1, nil
 }
+
+// TestCloseReadWakesReader: CloseRead from another goroutine ends a Read
+// blocked on a body that is not coming, with ErrReadClosed (not io.EOF: a
+// body cut short must not pass for a whole one).
+func TestCloseReadWakesReader(t *testing.T) {
+	readErr := make(chan error, 1)
+	addr, _ := startServer(t, &Config{Handler: HandlerFunc(func(s *Stream) {
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			s.CloseRead()
+		}()
+		_, err := io.Copy(io.Discard, s)
+		readErr <- err
+		s.WriteHeaders(fields(":status", "200"), true)
+	})})
+	c := dialClient(t, addr, &Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.OpenStream(ctx, fields(":method", "POST", ":scheme", "http", ":authority", "x", ":path", "/"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("the start of a body that never ends"))
+	select {
+	case err := <-readErr:
+		if err != ErrReadClosed {
+			t.Fatalf("blocked Read after CloseRead: %v, want ErrReadClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("CloseRead did not wake the blocked Read")
+	}
+}

@@ -392,6 +392,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 		if s.recvEnd {
 			return 0, io.EOF
 		}
+		if s.readClosed {
+			return 0, ErrReadClosed
+		}
 		if len(p) == 0 {
 			return 0, nil
 		}
@@ -415,7 +418,9 @@ func (s *Stream) BodyState() (buffered int, ended bool) {
 }
 
 // CloseRead says the body will not be read: received DATA is discarded
-// (its window returned at once).
+// (its window returned at once), and a Read blocked now or called later
+// returns ErrReadClosed (io.EOF if the body had ended). It may be called
+// from any goroutine, to stop a reader.
 func (s *Stream) CloseRead() {
 	c := s.c
 	c.mu.Lock()
@@ -425,6 +430,7 @@ func (s *Stream) CloseRead() {
 		s.returnCreditLocked(s.rbuf.n)
 		s.rbuf.reset()
 	}
+	s.readWait.Broadcast()
 	c.mu.Unlock()
 }
 

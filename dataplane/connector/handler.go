@@ -239,6 +239,14 @@ type bodyReader struct {
 	err error
 }
 
+// Close stops a Read blocked on the stream: the origin client closes the
+// body when it aborts an upload (the origin answered and the exchange
+// ended) or when the upload is done.
+func (b *bodyReader) Close() error {
+	b.s.CloseRead()
+	return nil
+}
+
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.s.Read(p)
 	b.n += int64(n)
