@@ -1,9 +1,11 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"sync/atomic"
@@ -140,5 +142,65 @@ func TestCloseReadWakesReader(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("CloseRead did not wake the blocked Read")
+	}
+}
+
+// failingReader yields some bytes, then fails.
+type failingReader struct{ left int }
+
+var errSourceBroke = errors.New("source broke")
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.left == 0 {
+		return 0, errSourceBroke
+	}
+	n := min(len(p), f.left)
+	f.left -= n
+	return n, nil
+}
+
+// TestReadFromSourceTellsSidesApart: a failing source is readErr, a reset
+// stream is streamErr, a clean end is neither.
+func TestReadFromSourceTellsSidesApart(t *testing.T) {
+	results := make(chan [2]error, 3)
+	addr, _ := startServer(t, &Config{Handler: HandlerFunc(func(s *Stream) {
+		s.WriteHeaders(fields(":status", "200"), false)
+		switch string(s.Headers().Get(":path")) {
+		case "/fail":
+			_, r, w := s.ReadFromSource(&failingReader{left: 1000})
+			results <- [2]error{r, w}
+		case "/reset":
+			s.Reset(0x8)
+			_, r, w := s.ReadFromSource(&failingReader{left: 1000})
+			results <- [2]error{r, w}
+		default:
+			_, r, w := s.ReadFromSource(bytes.NewReader(make([]byte, 1000)))
+			results <- [2]error{r, w}
+		}
+	})})
+	c := dialClient(t, addr, &Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, path := range []string{"/fail", "/reset", "/ok"} {
+		s, err := c.OpenStream(ctx, fields(":method", "GET", ":scheme", "http", ":authority", "x", ":path", path), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := <-results
+		switch path {
+		case "/fail":
+			if got[0] != errSourceBroke || got[1] != nil {
+				t.Errorf("failing source: readErr %v, streamErr %v", got[0], got[1])
+			}
+		case "/reset":
+			if got[0] != nil || got[1] == nil {
+				t.Errorf("reset stream: readErr %v, streamErr %v", got[0], got[1])
+			}
+		default:
+			if got[0] != nil || got[1] != nil {
+				t.Errorf("clean end: readErr %v, streamErr %v", got[0], got[1])
+			}
+		}
+		s.Release()
 	}
 }

@@ -485,8 +485,19 @@ func (s *Stream) Write(p []byte) (int, error) {
 // bounded by the send buffer however small r's reads are. Like Write it
 // blocks while SendBuffer bytes are queued, and it reads r only when there
 // is room. It returns the bytes queued and the first error of r (other than
-// io.EOF) or of the stream; a caller that must tell them apart wraps r.
+// io.EOF) or of the stream; ReadFromSource tells the two apart.
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
+	n, readErr, streamErr := s.ReadFromSource(r)
+	if readErr != nil {
+		return n, readErr
+	}
+	return n, streamErr
+}
+
+// ReadFromSource is ReadFrom for a proxy, which answers differently when
+// its source failed (readErr: r's error other than io.EOF) and when the
+// stream did (streamErr: reset, closed, connection gone).
+func (s *Stream) ReadFromSource(r io.Reader) (n int64, readErr, streamErr error) {
 	c := s.c
 	var total int64
 	for {
@@ -494,7 +505,7 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 		for {
 			if err := s.sendOpenLocked(); err != nil {
 				c.mu.Unlock()
-				return total, err
+				return total, nil, err
 			}
 			if c.cfg.SendBuffer-s.sq.n > 0 {
 				break
@@ -511,7 +522,7 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 			if err := s.sendOpenLocked(); err != nil {
 				c.mu.Unlock()
 				bufpool.Put(b)
-				return total, err
+				return total, nil, err
 			}
 			if n < payload/4 {
 				s.sq.write(b.B[frames.HeaderLen:frames.HeaderLen+n], payload)
@@ -527,10 +538,10 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 			bufpool.Put(b)
 		}
 		if rerr == io.EOF {
-			return total, nil
+			return total, nil, nil
 		}
 		if rerr != nil {
-			return total, rerr
+			return total, rerr, nil
 		}
 	}
 }

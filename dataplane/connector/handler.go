@@ -6,12 +6,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/culvert-tunnel/culvert/bufpool"
 	"github.com/culvert-tunnel/culvert/dataplane"
 	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
 	"github.com/culvert-tunnel/culvert/frames"
@@ -19,9 +17,6 @@ import (
 	"github.com/culvert-tunnel/culvert/origin"
 	"github.com/valyala/fasthttp"
 )
-
-// copyBufSize is the buffer a body copy uses between the origin and a stream.
-const copyBufSize = 32 << 10
 
 // fieldScratch holds a response's header fields while they are built. The
 // names are lower-cased into buf; fields alias buf and the fasthttp header's
@@ -182,26 +177,11 @@ var errOriginRead = errors.New("origin body read failed")
 // not copied again on the way); it blocks when the visitor's side of the
 // tunnel is backed up. An error of the origin's side is errOriginRead.
 func copyToStream(s *dataplane.Stream, r io.Reader) (int64, error) {
-	or := originReader{r: r}
-	n, err := s.ReadFrom(&or)
-	if or.err != nil {
+	n, readErr, streamErr := s.ReadFromSource(r)
+	if readErr != nil {
 		return n, errOriginRead
 	}
-	return n, err
-}
-
-// originReader remembers the error of the origin's side of a copy.
-type originReader struct {
-	r   io.Reader
-	err error
-}
-
-func (o *originReader) Read(p []byte) (int, error) {
-	n, err := o.r.Read(p)
-	if err != nil && err != io.EOF {
-		o.err = err
-	}
-	return n, err
+	return n, streamErr
 }
 
 // buildOriginRequest turns the stream's request headers into req. It
@@ -377,50 +357,8 @@ func (cn *conn) serveWebsocket(s *dataplane.Stream) {
 	if err := s.WriteHeaders(fields, false); err != nil {
 		return
 	}
-	up, down := pipe(s, oc)
+	up, down := dataplane.Splice(s, oc)
 	m.bytesUp.Add(int(up))
 	m.bytesDown.Add(int(down))
 	m.observe(start, down)
 }
-
-// pipeLinger is how long a websocket's upload may go on after the origin
-// closed its side.
-const pipeLinger = 5 * time.Second
-
-// pipe copies stream → conn and conn → stream until both directions end;
-// the end of one direction half-closes the other side's write.
-func pipe(s *dataplane.Stream, oc net.Conn) (up, down int64) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := bufpool.Get(copyBufSize)
-		defer bufpool.Put(b)
-		up, _ = io.CopyBuffer(oc, onlyReader{s}, b.B[:copyBufSize])
-		if cw, ok := oc.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		} else {
-			oc.Close()
-		}
-	}()
-	down, err := copyToStream(s, oc)
-	if err != nil {
-		s.Reset(frames.ErrCodeCancel)
-		oc.Close()
-	} else {
-		s.CloseWrite()
-	}
-	select {
-	case <-done:
-	case <-time.After(pipeLinger):
-		// The origin is done and the edge keeps sending: stop it.
-		s.Reset(frames.ErrCodeCancel)
-		oc.Close()
-		<-done
-	}
-	return up, down
-}
-
-// onlyReader hides a type's WriteTo so io.CopyBuffer uses the buffer.
-type onlyReader struct{ r io.Reader }
-
-func (o onlyReader) Read(p []byte) (int, error) { return o.r.Read(p) }

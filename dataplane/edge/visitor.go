@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/culvert-tunnel/culvert/bufpool"
 	"github.com/culvert-tunnel/culvert/dataplane"
 	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
 	"github.com/culvert-tunnel/culvert/frames"
@@ -408,17 +407,16 @@ func startUpload(s *dataplane.Stream, body io.Reader, m *edgeMetrics) *upload {
 	up := &upload{done: make(chan struct{})}
 	go func() {
 		defer close(up.done)
-		vr := visitorReader{r: body}
-		n, err := s.ReadFrom(&vr)
+		n, readErr, streamErr := s.ReadFromSource(body)
 		up.n = n
 		switch {
-		case vr.err != nil:
+		case readErr != nil:
 			// The visitor's upload broke: the origin must not take a
 			// truncated body for a whole one.
-			up.err = vr.err
+			up.err = readErr
 			s.Reset(frames.ErrCodeCancel)
-		case err != nil:
-			up.err = err
+		case streamErr != nil:
+			up.err = streamErr
 		default:
 			s.CloseWrite()
 		}
@@ -440,20 +438,6 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 	l.left -= int64(n)
 	if l.left < 0 {
 		return n, errBodyTooLarge
-	}
-	return n, err
-}
-
-// visitorReader remembers the error of the visitor's side of an upload.
-type visitorReader struct {
-	r   io.Reader
-	err error
-}
-
-func (v *visitorReader) Read(p []byte) (int, error) {
-	n, err := v.r.Read(p)
-	if err != nil && err != io.EOF {
-		v.err = err
 	}
 	return n, err
 }
@@ -585,7 +569,8 @@ func (e *Edge) serveWebsocket(ctx *fasthttp.RequestCtx, t *tunnelConn, s *datapl
 		ctx.Response.Header.Set("Sec-WebSocket-Accept", acceptKey(ctx.Request.Header.Peek("Sec-WebSocket-Key")))
 	}
 	ctx.Hijack(func(c net.Conn) {
-		up, down := pipeVisitor(c, s)
+		down, up := dataplane.Splice(s, c)
+		c.Close()
 		m.bytesUp.Add(int(up))
 		e.finish(t, s, nil, start, down)
 	})
@@ -597,60 +582,4 @@ func acceptKey(key []byte) string {
 	h.Write(key)
 	h.Write([]byte(websocketGUID))
 	return base64.StdEncoding.EncodeToString(h.Sum(nil))
-}
-
-// pipeVisitor copies visitor → stream and stream → visitor until both end.
-func pipeVisitor(c net.Conn, s *dataplane.Stream) (up, down int64) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := bufpool.Get(32 << 10)
-		defer bufpool.Put(b)
-		buf := b.B[:32<<10]
-		for {
-			n, err := c.Read(buf)
-			if n > 0 {
-				if _, werr := s.Write(buf[:n]); werr != nil {
-					break
-				}
-				up += int64(n)
-			}
-			if err != nil {
-				if err == io.EOF {
-					s.CloseWrite()
-				} else {
-					s.Reset(frames.ErrCodeCancel)
-				}
-				break
-			}
-		}
-	}()
-	b := bufpool.Get(32 << 10)
-	buf := b.B[:32<<10]
-	for {
-		n, err := s.Read(buf)
-		if n > 0 {
-			if _, werr := c.Write(buf[:n]); werr != nil {
-				s.Reset(frames.ErrCodeCancel)
-				break
-			}
-			down += int64(n)
-		}
-		if err != nil {
-			break
-		}
-	}
-	bufpool.Put(b)
-	if tc, ok := c.(interface{ CloseWrite() error }); ok {
-		tc.CloseWrite()
-	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		c.Close()
-		s.Reset(frames.ErrCodeCancel)
-		<-done
-	}
-	c.Close()
-	return up, down
 }
