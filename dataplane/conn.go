@@ -92,6 +92,8 @@ type Conn struct {
 	readers    sync.Cond // reader waits here while ctrl is backed up
 
 	goAwaySent  bool
+	goAwayLast  uint32 // the last stream id our GOAWAY promised to process
+	goAwayFinal bool   // a graceful shutdown's second GOAWAY is queued
 	goAwayRecv  bool
 	peerLastID  uint32 // from the peer's GOAWAY
 	shutdown    bool   // graceful shutdown requested
@@ -294,10 +296,26 @@ func (c *Conn) Close() error {
 // finish, and closes the connection when none is left or ctx ends.
 func (c *Conn) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
-	if !c.closed {
+	if !c.closed && !c.shutdown {
 		c.shutdown = true
-		c.sendGoAwayLocked(frames.ErrCodeNo, "shutdown", false)
-		c.maybeFinishShutdownLocked()
+		if c.role == RoleServer && !c.goAwaySent {
+			// §6.8: a first GOAWAY with the largest id tells the client to
+			// open no more streams; a PING after it comes back once the
+			// client has seen it, so every stream it opened before is
+			// known when the second GOAWAY names the real last id. No
+			// request sent while the GOAWAY was under way is lost.
+			c.goAwaySent = true
+			c.goAwayLast = maxStreamID
+			c.pushCtrlLocked(ctrlFrame{typ: frames.FrameGoAway, val: maxStreamID, debug: "shutdown"})
+			c.pushCtrlLocked(ctrlFrame{typ: frames.FramePing, data: shutdownPing})
+			time.AfterFunc(shutdownPingWait, func() {
+				c.mu.Lock()
+				c.finalGoAwayLocked()
+				c.mu.Unlock()
+			})
+		} else {
+			c.finalGoAwayLocked()
+		}
 	}
 	c.mu.Unlock()
 	select {
@@ -309,8 +327,30 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 	}
 }
 
+// finalGoAwayLocked queues the graceful shutdown's GOAWAY with the real
+// last stream id, once.
+func (c *Conn) finalGoAwayLocked() {
+	if c.goAwayFinal || c.closed {
+		return
+	}
+	c.goAwayFinal = true
+	c.goAwaySent = true
+	c.goAwayLast = c.maxPeerID
+	c.pushCtrlLocked(ctrlFrame{typ: frames.FrameGoAway, val: c.maxPeerID, debug: "shutdown"})
+	c.maybeFinishShutdownLocked()
+}
+
+// shutdownPing is the payload of the PING that follows a graceful
+// shutdown's first GOAWAY; shutdownPingWait bounds the wait for its ACK.
+var shutdownPing = [8]byte{'c', 'u', 'l', 'v', 'g', 'o', 'a', 'w'}
+
+const (
+	shutdownPingWait = time.Second
+	maxStreamID      = 1<<31 - 1
+)
+
 func (c *Conn) maybeFinishShutdownLocked() {
-	if (c.shutdown || c.goAwayRecv) && c.peerActive+c.ownActive == 0 && !c.closed {
+	if ((c.shutdown && c.goAwayFinal) || c.goAwayRecv) && c.peerActive+c.ownActive == 0 && !c.closed {
 		c.closeAfter = true
 		c.signalWriterLocked()
 	}
@@ -794,7 +834,7 @@ func (c *Conn) onHeadersLocked(f *frames.HeadersFrame, decodeErr error) {
 		return
 	}
 	c.maxPeerID = id
-	if c.goAwaySent && c.shutdown {
+	if c.goAwaySent && id > c.goAwayLast {
 		return // §6.8: streams opened after our GOAWAY are ignored
 	}
 	if tooLarge {
@@ -971,6 +1011,10 @@ func (c *Conn) onSettingsLocked(f *frames.SettingsFrame) {
 
 func (c *Conn) onPingLocked(f *frames.PingFrame) {
 	if f.IsAck() {
+		if f.Data == shutdownPing && c.shutdown {
+			c.finalGoAwayLocked()
+			return
+		}
 		if !c.pingAt.IsZero() && f.Data == c.pingSent {
 			c.rtt = time.Since(c.pingAt)
 			c.pingAt = time.Time{}
@@ -1146,6 +1190,7 @@ func (c *Conn) sendGoAwayLocked(code frames.ErrCode, reason string, closeAfter b
 	}
 	if !c.goAwaySent || code != frames.ErrCodeNo {
 		c.goAwaySent = true
+		c.goAwayLast = c.maxPeerID
 		c.ctrl = append(c.ctrl, ctrlFrame{typ: frames.FrameGoAway, val: c.maxPeerID, streamID: uint32(code), debug: reason})
 	}
 	if closeAfter {

@@ -10,6 +10,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/culvert-tunnel/culvert/frames"
 )
 
 // x/net's Transport → our server role: Shutdown while a large response is in
@@ -174,4 +176,91 @@ func TestShutdownSlowReaderGetsEverything(t *testing.T) {
 	if err != nil || n != size {
 		t.Fatalf("got %d of %d bytes: %v", n, size, err)
 	}
+}
+
+// A graceful shutdown is two GOAWAY frames (RFC 9113 §6.8): the first
+// names the largest stream id and is followed by a PING; a request the
+// client sent before it saw that GOAWAY is still served, and the second
+// GOAWAY, sent when the PING comes back, names it as the last stream.
+func TestShutdownTwoPhaseGoAway(t *testing.T) {
+	srv := startAttackServer(t, &Config{Handler: HandlerFunc(testApp)}, 0)
+	p := dialPeer(t, srv.addr, peerOpts{})
+	c := srv.conn(t)
+	p.request(1, true, "GET", "/")
+	if err := p.flush(); err != nil {
+		t.Fatal(err)
+	}
+	p.expectHeaders(1, 5*time.Second)
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- c.Shutdown(ctx)
+	}()
+	if f := p.expectGoAway(frames.ErrCodeNo, 5*time.Second); f.LastID != 1<<31-1 {
+		t.Fatalf("first GOAWAY: %v, want last=%d", f, 1<<31-1)
+	}
+	var ping [8]byte
+	for {
+		f, err := p.next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("waiting for the PING after GOAWAY: %v", err)
+		}
+		if f.Type == frames.FramePing && f.Flags&frames.FlagPingAck == 0 {
+			ping = f.Ping
+			break
+		}
+	}
+	// A request that crossed the GOAWAY on the wire, then the PING's ACK.
+	p.request(3, true, "GET", "/")
+	p.fw.WritePing(true, ping)
+	if err := p.flush(); err != nil {
+		t.Fatal(err)
+	}
+	var gotHeaders, gotGoAway bool
+	for !gotHeaders || !gotGoAway {
+		f, err := p.next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("headers=%v goaway=%v: %v", gotHeaders, gotGoAway, err)
+		}
+		switch {
+		case f.Type == frames.FrameHeaders && f.StreamID == 3:
+			gotHeaders = true
+		case f.Type == frames.FrameRSTStream && f.StreamID == 3:
+			t.Fatalf("stream 3 refused: %v", f)
+		case f.Type == frames.FrameGoAway:
+			if f.LastID != 3 || f.Code != frames.ErrCodeNo {
+				t.Fatalf("second GOAWAY: %v, want NO_ERROR last=3", f)
+			}
+			gotGoAway = true
+		}
+	}
+	// A stream after the second GOAWAY is ignored, and the connection ends
+	// once stream 3 is done.
+	p.request(5, true, "GET", "/")
+	p.flush()
+	p.expectClosed(5 * time.Second)
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// Without the PING's ACK the second GOAWAY follows after a bounded wait.
+func TestShutdownGoAwayWithoutPingAck(t *testing.T) {
+	srv := startAttackServer(t, &Config{Handler: HandlerFunc(testApp)}, 0)
+	p := dialPeer(t, srv.addr, peerOpts{})
+	c := srv.conn(t)
+	go c.Shutdown(context.Background())
+	if f := p.expectGoAway(frames.ErrCodeNo, 5*time.Second); f.LastID != 1<<31-1 {
+		t.Fatalf("first GOAWAY: %v", f)
+	}
+	start := time.Now()
+	if f := p.expectGoAway(frames.ErrCodeNo, 5*time.Second); f.LastID != 0 {
+		t.Fatalf("second GOAWAY: %v, want last=0", f)
+	}
+	if d := time.Since(start); d < shutdownPingWait/2 {
+		t.Fatalf("second GOAWAY after %v, before the PING wait", d)
+	}
+	p.expectClosed(5 * time.Second)
 }

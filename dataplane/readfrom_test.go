@@ -74,7 +74,17 @@ func TestStreamReadFromBoundedByPeer(t *testing.T) {
 		s.WriteHeaders(fields(":status", "200"), false)
 		cr := &countingReader{}
 		go func() {
-			time.Sleep(500 * time.Millisecond)
+			// Wait until ReadFrom stops taking bytes (one byte per Read
+			// is slow under the race detector), at most 10 s.
+			last := int64(-1)
+			for i := 0; i < 100; i++ {
+				time.Sleep(100 * time.Millisecond)
+				n := cr.n.Load()
+				if n == last {
+					break
+				}
+				last = n
+			}
 			queued <- cr.n.Load()
 			s.Reset(0x8)
 		}()
