@@ -19,7 +19,7 @@ type edgeMetrics struct {
 	// connector made (counted from its culvert-error header).
 	errUnknownHost, errTunnelOffline, errTunnel                                 *metrics.Counter
 	errBadRequest, errHeaderTooLarge, errBodyTooLarge, errVisitorTimeout        *metrics.Counter
-	errVisitorGone                                                              *metrics.Counter
+	errVisitorGone, retries                                                     *metrics.Counter
 	errOriginUnreachable, errOriginTimeout, errOriginError, errConnectorRequest *metrics.Counter
 
 	bytesUp, bytesDown              *metrics.Counter
@@ -48,6 +48,7 @@ func newEdgeMetrics(set *metrics.Set, e *Edge) *edgeMetrics {
 	m.errOriginTimeout = errs("origin_timeout")
 	m.errOriginError = errs("origin_error")
 	m.errConnectorRequest = errs("connector_bad_request")
+	m.retries = set.NewCounter("culvert_edge_request_retries_total")
 	m.bytesUp = set.NewCounter(`culvert_edge_bytes_total{direction="to_origin"}`)
 	m.bytesDown = set.NewCounter(`culvert_edge_bytes_total{direction="to_visitor"}`)
 	m.websockets = set.NewCounter("culvert_edge_websockets_total")
@@ -62,6 +63,14 @@ func newEdgeMetrics(set *metrics.Set, e *Edge) *edgeMetrics {
 			n += int(t.inflight.Load())
 		}
 		return float64(n)
+	})
+	set.NewGauge("culvert_edge_tunnel_ping_rtt_seconds", func() float64 {
+		// The largest last heartbeat round trip over the tunnel connections.
+		var rtt time.Duration
+		for _, t := range e.reg.all() {
+			rtt = max(rtt, t.dc.Stats().LastPingRTT)
+		}
+		return rtt.Seconds()
 	})
 	m.duration = prom.New("culvert_edge_request_duration_seconds",
 		"Time from a visitor request's arrival to the end of its response.", prom.DurationBuckets)

@@ -221,29 +221,19 @@ func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 		m.errBodyTooLarge.Inc()
 		e.errorPage(ctx, fasthttp.StatusRequestEntityTooLarge, tunnel.ErrorBadRequest,
 			"request body too large (the limit is "+strconv.Itoa(max)+" bytes)")
-		ctx.SetConnectionClose() // the body is not read
+		// Closing at once would reset the connection under a client still
+		// sending, and it would lose the answer: a body of moderate size
+		// is read and dropped, a larger one closes the connection.
+		if cl > maxDiscard {
+			ctx.SetConnectionClose()
+		} else if n, err := io.CopyN(io.Discard, ctx.RequestBodyStream(), int64(cl)); err != nil || n != int64(cl) {
+			ctx.SetConnectionClose()
+		}
 		return
 	}
-	var s *dataplane.Stream
-	var err error
-	for attempt := 0; ; attempt++ {
-		t.inflight.Add(1)
-		s, err = t.dc.OpenStream(streamCtx, fields, !hasBody && !ws)
-		if err == nil {
-			break
-		}
-		t.inflight.Add(-1)
-		// Opening failed before anything was sent: another connection of
-		// the same tunnel may take it.
-		t.leaving.Store(t.leaving.Load() || errors.Is(err, dataplane.ErrNoNewStreams) || errors.Is(err, dataplane.ErrConnClosed))
-		if attempt >= 2 {
-			break
-		}
-		if t = e.reg.pick(host); t == nil {
-			err = errNoLiveConns
-			break
-		}
-	}
+	retries := 0
+open:
+	t, s, err := e.openStream(host, t, fields, !hasBody && !ws)
 	if err != nil {
 		m.errTunnel.Inc()
 		e.errorPage(ctx, 530, tunnel.ErrorTunnelOffline, "the tunnel connection failed")
@@ -266,6 +256,16 @@ func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 	hdrs, err := s.ReadHeaders(streamCtx)
 	if err != nil {
 		e.finishFailed(t, s, up)
+		if !hasBody && retries < maxRetries && retryable(err, ctx.Request.Header.Method()) {
+			// The stream was not processed (refused, or under a GOAWAY),
+			// or the request is idempotent and its connection died:
+			// another connection of the tunnel takes it.
+			retries++
+			m.retries.Inc()
+			if t = e.reg.pick(host); t != nil {
+				goto open
+			}
+		}
 		m.errTunnel.Inc()
 		e.errorPage(ctx, fasthttp.StatusBadGateway, tunnel.ErrorOrigin, "the tunnel stream failed")
 		return
@@ -296,6 +296,60 @@ func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 	rb := respBodyPool.Get().(*respBody)
 	*rb = respBody{e: e, t: t, s: s, up: up, start: start}
 	ctx.Response.SetBodyStream(rb, size)
+}
+
+// maxDiscard is the largest request body the edge reads and drops to
+// answer 413 cleanly on a connection that stays open.
+const maxDiscard = 8 << 20
+
+// maxRetries bounds how often one request moves to another tunnel
+// connection.
+const maxRetries = 2
+
+// openStream opens a stream for a request on t, or on another connection of
+// host if t fails before anything was sent. It returns the connection the
+// stream is on, with the stream counted in its in-flight streams.
+func (e *Edge) openStream(host []byte, t *tunnelConn, fields []hpack.HeaderField, endStream bool) (*tunnelConn, *dataplane.Stream, error) {
+	for attempt := 0; ; attempt++ {
+		t.inflight.Add(1)
+		s, err := t.dc.OpenStream(streamCtx, fields, endStream)
+		if err == nil {
+			return t, s, nil
+		}
+		t.inflight.Add(-1)
+		// Opening failed before anything was sent: another connection of
+		// the same tunnel may take it.
+		if errors.Is(err, dataplane.ErrNoNewStreams) || errors.Is(err, dataplane.ErrConnClosed) {
+			t.leaving.Store(true)
+		}
+		if attempt >= maxRetries {
+			return nil, nil, err
+		}
+		if t = e.reg.pick(host); t == nil {
+			return nil, nil, errNoLiveConns
+		}
+	}
+}
+
+// retryable reports whether a request without a body whose stream failed
+// with err before the response headers may be sent again: the peer refused
+// the stream or it was above the peer's GOAWAY (never processed), or the
+// connection died under an idempotent request (RFC 9110 §9.2.2).
+func retryable(err error, method []byte) bool {
+	if errors.Is(err, dataplane.ErrGoAway) {
+		return true
+	}
+	var re dataplane.ResetError
+	if errors.As(err, &re) && re.Remote && re.Code == frames.ErrCodeRefusedStream {
+		return true
+	}
+	if errors.Is(err, dataplane.ErrConnClosed) {
+		switch string(method) {
+		case "GET", "HEAD", "OPTIONS", "TRACE":
+			return true
+		}
+	}
+	return false
 }
 
 // requestFields builds the request's HTTP/2 header list for the tunnel.
