@@ -390,15 +390,16 @@ func (c *Conn) sendPingLocked() {
 	c.pushCtrlLocked(ctrlFrame{typ: frames.FramePing, data: d})
 }
 
-// heartbeat sends a PING after PingInterval of silence from the peer and
-// closes the connection after PingMisses unanswered ones; it also enforces
-// the SETTINGS acknowledgement timeout.
+// heartbeat sends a PING after PingInterval of silence from the peer, and
+// another each PingInterval while the silence lasts; after PingInterval x
+// PingMisses of silence with PINGs unanswered it closes the connection. It
+// also enforces the SETTINGS acknowledgement timeout.
 func (c *Conn) heartbeat() {
 	interval := c.cfg.PingInterval
 	if interval < 0 {
 		interval = time.Second // still police SETTINGS and idle timeouts
 	}
-	t := time.NewTicker(min(interval, time.Second))
+	t := time.NewTicker(max(min(interval/4, time.Second), time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
@@ -423,15 +424,17 @@ func (c *Conn) tickLocked(now time.Time) {
 	if c.cfg.PingInterval <= 0 {
 		return
 	}
-	if !c.pingAt.IsZero() && now.Sub(c.pingAt) > c.cfg.PingInterval {
+	silent := now.Sub(c.lastRecv)
+	if !c.pingAt.IsZero() && silent >= c.cfg.PingInterval*time.Duration(c.cfg.PingMisses) {
 		c.pingMisses++
-		c.pingAt = time.Time{}
-		if c.pingMisses >= c.cfg.PingMisses {
-			c.closeLocked(ConnError{Code: frames.ErrCodeNo, Reason: "peer did not answer heartbeat PINGs"})
-			return
-		}
+		c.closeLocked(ConnError{Code: frames.ErrCodeNo, Reason: ReasonHeartbeat})
+		return
 	}
-	if c.pingAt.IsZero() && now.Sub(c.lastRecv) >= c.cfg.PingInterval {
+	if !c.pingAt.IsZero() && now.Sub(c.pingAt) >= c.cfg.PingInterval {
+		c.pingMisses++ // unanswered for an interval: ask again
+		c.pingAt = time.Time{}
+	}
+	if c.pingAt.IsZero() && silent >= c.cfg.PingInterval {
 		c.sendPingLocked()
 	}
 }

@@ -43,6 +43,10 @@ func (e ResetError) Error() string {
 	return "dataplane: stream reset: " + e.Code.String()
 }
 
+// ReasonHeartbeat is the Reason of the ConnError that ends a connection
+// whose peer stopped answering heartbeat PINGs.
+const ReasonHeartbeat = "peer did not answer heartbeat PINGs"
+
 // ConnError is how a connection reports why it ended: the code we sent or
 // received in GOAWAY, with a fixed reason.
 type ConnError struct {

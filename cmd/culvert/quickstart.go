@@ -56,7 +56,7 @@ func runQuickstart(args []string) error {
 	if err != nil {
 		return err
 	}
-	to := tunnelOptions{hostname: host, url: *originURL, helloWorld: *originURL == "", grace: 5 * time.Second, haConns: 1}
+	to := tunnelOptions{hostname: host, url: *originURL, helloWorld: *originURL == "", grace: 5 * time.Second, haConns: 4}
 	to.origin.ConnectTimeout = 10 * time.Second
 	to.origin.ResponseTimeout = 90 * time.Second
 	to.origin.KeepAliveConnections = 100

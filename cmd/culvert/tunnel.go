@@ -44,7 +44,7 @@ func (o *tunnelOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.edgeCA, "edge-ca", "", "CA certificate (PEM file) of the edge (default: the one in cert.pem)")
 	fs.StringVar(&o.serverName, "edge-server-name", "", "the edge's tunnel server name (default: the one in cert.pem)")
 	fs.StringVar(&o.lbPool, "lb-pool", "", "load-balancer pool name")
-	fs.IntVar(&o.haConns, "ha-connections", 1, "tunnel connections to keep up")
+	fs.IntVar(&o.haConns, "ha-connections", 4, "tunnel connections to keep up, spread over the edge addresses")
 	fs.DurationVar(&o.grace, "grace-period", 30*time.Second, "how long a shutdown lets in-flight requests finish")
 	fs.StringVar(&o.metricsAddr, "metrics", "127.0.0.1:7847", "address of /metrics, /ready and /healthcheck (empty: off)")
 	fs.DurationVar(&o.pingInterval, "heartbeat-interval", 5*time.Second, "PING the edge after this much silence")

@@ -40,7 +40,10 @@ type Config struct {
 	ConnectorID string // random when empty
 	Version     string
 
-	// HAConnections is the number of tunnel connections kept up; default 1.
+	// HAConnections is the number of tunnel connections kept up; default
+	// 4. Connection i starts on Edges[i % len(Edges)], so with two edge
+	// addresses (two regions) they alternate; a connection that fails or
+	// is drained moves on to the next address.
 	HAConnections int
 	// PingInterval and PingMisses set the heartbeat; zero keeps 5 s and 5.
 	PingInterval time.Duration
@@ -85,7 +88,7 @@ func New(cfg Config) (*Connector, error) {
 		return nil, errors.New("connector: no hostname")
 	}
 	if cfg.HAConnections <= 0 {
-		cfg.HAConnections = 1
+		cfg.HAConnections = 4
 	}
 	if cfg.GracePeriod <= 0 {
 		cfg.GracePeriod = 30 * time.Second
@@ -118,19 +121,35 @@ func (c *Connector) Registered() int { return int(c.registered.Load()) }
 
 // Run keeps HAConnections tunnel connections up until ctx ends, then
 // unregisters every one at once and lets in-flight requests finish within
-// GracePeriod. It returns nil after a shutdown, or the edge's refusal when
-// it is permanent (a bad token, a revoked certificate): retrying cannot
-// help, the error says what to do.
+// GracePeriod. Connection 0 registers first: the others start once its
+// first attempt has ended, so a first registration (which may create the
+// tunnel's DNS record) is not raced by its siblings. Run returns nil after
+// a shutdown, or the edge's refusal when it is permanent (a bad token, a
+// revoked certificate, the account's tunnel limit): retrying cannot help,
+// the error says what to do.
 func (c *Connector) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	perm := make(chan error, c.cfg.HAConnections)
+	first := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := 0; i < c.cfg.HAConnections; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.keepConn(runCtx, i); err != nil {
+			if i > 0 {
+				select {
+				case <-first:
+				case <-runCtx.Done():
+					return
+				}
+			}
+			var firstOnce func()
+			if i == 0 {
+				firstOnce = sync.OnceFunc(func() { close(first) })
+				defer firstOnce()
+			}
+			if err := c.keepConn(runCtx, i, firstOnce); err != nil {
 				perm <- err
 			}
 		}()
@@ -147,13 +166,14 @@ func (c *Connector) Run(ctx context.Context) error {
 
 // keepConn keeps connection index up: dial, register, serve, and redial
 // with full-jitter exponential backoff. It returns only when ctx ends (nil)
-// or the edge refused permanently.
-func (c *Connector) keepConn(ctx context.Context, index int) error {
+// or the edge refused permanently. attempted, if not nil, is called once
+// the first attempt has registered or failed.
+func (c *Connector) keepConn(ctx context.Context, index int, attempted func()) error {
 	failures := 0
 	next := index
 	for {
 		addr := c.cfg.Edges[next%len(c.cfg.Edges)]
-		registered, err := c.connectOnce(ctx, index, addr, failures)
+		registered, err := c.connectOnce(ctx, index, addr, failures, attempted)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -169,6 +189,7 @@ func (c *Connector) keepConn(ctx context.Context, index int) error {
 		}
 		if registered {
 			failures = 0
+			c.countLost(err)
 		}
 		next++
 		if errors.Is(err, errDrained) {
@@ -189,6 +210,19 @@ func (c *Connector) keepConn(ctx context.Context, index int) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// countLost counts a registered connection that ended with err.
+func (c *Connector) countLost(err error) {
+	var ce dataplane.ConnError
+	switch {
+	case errors.Is(err, errDrained):
+		c.metrics.lostDrain.Inc()
+	case errors.As(err, &ce) && ce.Reason == dataplane.ReasonHeartbeat:
+		c.metrics.lostHeartbeat.Inc()
+	default:
+		c.metrics.lostOther.Inc()
 	}
 }
 
@@ -236,7 +270,10 @@ var errDrained = errors.New("connector: the edge asked this connection to move")
 
 // connectOnce runs one tunnel connection to addr until it ends. It reports
 // whether the connection registered.
-func (c *Connector) connectOnce(ctx context.Context, index int, addr string, attempts int) (bool, error) {
+func (c *Connector) connectOnce(ctx context.Context, index int, addr string, attempts int, attempted func()) (bool, error) {
+	if attempted != nil {
+		defer attempted()
+	}
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -291,6 +328,9 @@ func (c *Connector) connectOnce(ctx context.Context, index int, addr string, att
 	}
 
 	c.registered.Add(1)
+	if attempted != nil {
+		attempted() // once: the deferred call is then a no-op
+	}
 	c.mu.Lock()
 	c.conns[cn] = struct{}{}
 	c.mu.Unlock()

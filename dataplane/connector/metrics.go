@@ -22,8 +22,10 @@ type connMetrics struct {
 	websockets         *metrics.Counter
 	connects           *metrics.Counter
 	reconnects         *metrics.Counter
-	statuses           *prom.StatusCounters
-	duration           *prom.Histogram
+	// Registered connections that ended, by why.
+	lostHeartbeat, lostDrain, lostOther *metrics.Counter
+	statuses                            *prom.StatusCounters
+	duration                            *prom.Histogram
 }
 
 func newConnMetrics(set *metrics.Set, c *Connector) *connMetrics {
@@ -42,6 +44,12 @@ func newConnMetrics(set *metrics.Set, c *Connector) *connMetrics {
 	m.websockets = set.NewCounter("culvert_connector_websockets_total")
 	m.connects = set.NewCounter("culvert_connector_tunnel_connects_total")
 	m.reconnects = set.NewCounter("culvert_connector_tunnel_reconnects_total")
+	lost := func(reason string) *metrics.Counter {
+		return set.NewCounter(fmt.Sprintf(`culvert_connector_tunnel_disconnects_total{reason=%q}`, reason))
+	}
+	m.lostHeartbeat = lost("heartbeat")
+	m.lostDrain = lost("edge_drain")
+	m.lostOther = lost("connection_error")
 	set.NewGauge("culvert_connector_requests_inflight", func() float64 { return float64(m.inflight.Load()) })
 	set.NewGauge("culvert_connector_tunnel_connections", func() float64 { return float64(c.Registered()) })
 	set.NewGauge("culvert_connector_ping_rtt_seconds", func() float64 { return c.pingRTT().Seconds() })
