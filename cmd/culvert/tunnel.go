@@ -43,7 +43,7 @@ func (o *tunnelOptions) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.edges, "edge", nil, "edge tunnel address host:port (repeatable; default: the edges in cert.pem)")
 	fs.StringVar(&o.edgeCA, "edge-ca", "", "CA certificate (PEM file) of the edge (default: the one in cert.pem)")
 	fs.StringVar(&o.serverName, "edge-server-name", "", "the edge's tunnel server name (default: the one in cert.pem)")
-	fs.StringVar(&o.lbPool, "lb-pool", "", "load-balancer pool name")
+	fs.StringVar(&o.lbPool, "lb-pool", "", "load-balancer pool this replica joins (every replica of a hostname gives the same one)")
 	fs.IntVar(&o.haConns, "ha-connections", 4, "tunnel connections to keep up, spread over the edge addresses")
 	fs.DurationVar(&o.grace, "grace-period", 30*time.Second, "how long a shutdown lets in-flight requests finish")
 	fs.StringVar(&o.metricsAddr, "metrics", "127.0.0.1:7847", "address of /metrics, /ready and /healthcheck (empty: off)")

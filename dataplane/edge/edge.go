@@ -251,6 +251,15 @@ func (e *Edge) handleTunnel(nc net.Conn) {
 		e.refuse(dc, ctrl, &tunnel.Error{Code: tunnel.CodeShuttingDown, Message: "this edge is shutting down", RetryAfter: 1})
 		return
 	}
+	// Replicas: every connector that registers the hostname serves it, and
+	// they must agree on its load-balancer pool (the pool decides the
+	// hostname's DNS record).
+	if pool, ok := e.reg.pool(culverttls.NormalizeHostname(msg.Register.Hostname)); ok && pool != msg.Register.LBPool {
+		e.refuse(dc, ctrl, &tunnel.Error{Code: tunnel.CodeLBPoolMismatch, Permanent: true,
+			Message: fmt.Sprintf("hostname %q is served by connectors with --lb-pool %q: give every replica the same --lb-pool",
+				msg.Register.Hostname, pool)})
+		return
+	}
 	reg, terr := e.cfg.Registrar.Register(ctx, cert, msg.Register)
 	if terr != nil {
 		e.logger.Info("tunnel registration refused", "remote", nc.RemoteAddr().String(),

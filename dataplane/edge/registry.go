@@ -115,6 +115,21 @@ func (r *registry) remove(tc *tunnelConn) (last bool) {
 	return false
 }
 
+// pool returns the load-balancer pool of host's live connections, and
+// whether it has any.
+func (r *registry) pool(host string) (string, bool) {
+	r.mu.RLock()
+	rt := r.routes[host]
+	r.mu.RUnlock()
+	if rt == nil {
+		return "", false
+	}
+	if cs := rt.conns.Load(); cs != nil && len(*cs) > 0 {
+		return (*cs)[0].reg.LBPool, true
+	}
+	return "", false
+}
+
 // count returns the number of live connections of host.
 func (r *registry) count(host string) int {
 	r.mu.RLock()

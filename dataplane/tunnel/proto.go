@@ -62,8 +62,9 @@ const (
 	CodeHostnameInvalid  = "hostname_invalid"  // not a valid DNS name
 	CodeHostnameTaken    = "hostname_taken"    // another account's tunnel holds it
 	CodeCertRevoked      = "cert_revoked"
-	CodeTunnelLimit      = "tunnel_limit" // the account runs its maximum of tunnels
-	CodeUnsupported      = "unsupported"  // version or feature the edge does not speak
+	CodeTunnelLimit      = "tunnel_limit"     // the account runs its maximum of tunnels
+	CodeLBPoolMismatch   = "lb_pool_mismatch" // replicas of a hostname name different pools
+	CodeUnsupported      = "unsupported"      // version or feature the edge does not speak
 	CodeBadMessage       = "bad_message"
 	CodeInternal         = "internal"
 	CodeShuttingDown     = "shutting_down"
