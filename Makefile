@@ -68,12 +68,20 @@ bench-all:
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS)
 
 ## tools: external programs the tests and benchmarks drive, installed by
-## name and version (h2spec: the HTTP/2 conformance suite; benchstat).
+## name and version (h2spec: the HTTP/2 conformance suite; benchstat; etcd:
+## the shared store of several edges, from Debian's etcd-server package).
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 H2SPEC    := $(GOBIN_DIR)/h2spec
 BENCHSTAT := $(GOBIN_DIR)/benchstat
 
-tools: $(H2SPEC) $(BENCHSTAT)
+.PHONY: etcd
+tools: $(H2SPEC) $(BENCHSTAT) etcd
+
+# etcd-server installs /usr/bin/etcd; sudo only when not root.
+etcd:
+	@command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || { \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server; }
 
 $(H2SPEC):
 	$(GO) install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible

@@ -6,8 +6,9 @@
 // domains), the origin certificates the edge's CA issued and their
 // revocation, tunnels (hostnames served by connectors), an audit log, and
 // the edge's own settings and secrets (meta). Store is the interface; one
-// edge keeps it in a bbolt file with BoltStore, and several edges will share
-// it through etcd behind the same interface. Values are JSON-encoded so that
+// edge keeps it in a bbolt file with BoltStore, and several edges share it
+// through an etcd cluster with EtcdStore (OpenStore picks one from a spec
+// such as etcd://127.0.0.1:2379/culvert/). Values are JSON-encoded so that
 // every implementation reads the same records.
 //
 // What control is not: it is not on the data plane's hot path. Visitor

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,11 @@ const (
 	metaOriginCAKey  = "ca/origin/key"
 	metaAdminUser    = "admin/user"
 	metaDefaultAcct  = "account/default"
+	// The CA chosen at first start, certificate and key in one value
+	// (caPair), before they are copied to their own keys: edges starting
+	// together agree on it in one PutMetaIfAbsent.
+	metaEdgeCAPair   = "ca/edge/pair"
+	metaOriginCAPair = "ca/origin/pair"
 )
 
 // Files the edge writes into its data dir at first start.
@@ -63,6 +69,9 @@ type Edge struct {
 	DefaultAccountID string
 	// Edges are the tunnel addresses written into new cert.pem tokens.
 	Edges []string
+	// TunnelLimit is the number of tunnels an account may run at once
+	// when the account sets none; 0 means DefaultTunnelLimit.
+	TunnelLimit int
 
 	Logger *slog.Logger
 
@@ -75,8 +84,19 @@ func (e *Edge) TunnelServerName() string { return "tunnel." + e.Domain }
 
 // OpenEdge opens (or creates, at first start) the edge state in dataDir:
 // the store, the CAs, a default account and its first super administrator,
-// whose token is written to dataDir/admin.token with mode 0600.
+// whose token is written to dataDir/admin.token with mode 0600. It is
+// OpenEdgeStore with the bbolt store in dataDir.
 func OpenEdge(dataDir, domain string, logger *slog.Logger) (*Edge, error) {
+	return OpenEdgeStore("", dataDir, domain, logger)
+}
+
+// OpenEdgeStore is OpenEdge with the store named by spec (see OpenStore):
+// "" for the bbolt file in dataDir, or an etcd cluster shared with other
+// edges. Edges starting together on one etcd agree on one pair of CAs, one
+// default account and one first super administrator; only the edge that
+// created the administrator writes its token to dataDir/admin.token. Every
+// edge writes the edge CA's certificate to dataDir/edge-ca.pem.
+func OpenEdgeStore(spec, dataDir, domain string, logger *slog.Logger) (*Edge, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -87,7 +107,7 @@ func OpenEdge(dataDir, domain string, logger *slog.Logger) (*Edge, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("control: data dir: %w", err)
 	}
-	st, err := OpenBolt(filepath.Join(dataDir, StoreFile))
+	st, err := OpenStore(spec, dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -102,12 +122,17 @@ func OpenEdge(dataDir, domain string, logger *slog.Logger) (*Edge, error) {
 // Close closes the store.
 func (e *Edge) Close() error { return e.Store.Close() }
 
+// bootstrap loads the edge's CAs, default account and first super
+// administrator, creating those missing. Each is claimed with
+// PutMetaIfAbsent before or as it is created, so that edges starting
+// together on one shared store agree on it, and one that stopped half way
+// is completed at the next start.
 func (e *Edge) bootstrap() error {
 	var err error
-	if e.EdgeCA, err = e.loadOrCreateCA(metaEdgeCACert, metaEdgeCAKey, "culvert edge CA"); err != nil {
+	if e.EdgeCA, err = e.loadOrCreateCA(metaEdgeCACert, metaEdgeCAKey, metaEdgeCAPair, "culvert edge CA"); err != nil {
 		return err
 	}
-	if e.OriginCA, err = e.loadOrCreateCA(metaOriginCACert, metaOriginCAKey, "culvert origin CA"); err != nil {
+	if e.OriginCA, err = e.loadOrCreateCA(metaOriginCACert, metaOriginCAKey, metaOriginCAPair, "culvert origin CA"); err != nil {
 		return err
 	}
 	caPEM, _, err := e.EdgeCA.PEM()
@@ -117,45 +142,88 @@ func (e *Edge) bootstrap() error {
 	if err := writeFileAtomic(filepath.Join(e.DataDir, EdgeCAFile), caPEM, 0o644); err != nil {
 		return err
 	}
-	if id, err := e.Store.GetMeta(metaDefaultAcct); err == nil {
-		e.DefaultAccountID = string(id)
-	} else if errors.Is(err, ErrNotFound) {
-		a, err := e.Store.CreateAccount(Account{Name: "default"})
+	if err := e.loadOrCreateDefaultAccount(); err != nil {
+		return err
+	}
+	return e.loadOrCreateAdmin()
+}
+
+// loadOrCreateDefaultAccount claims an account ID for the default account,
+// then creates the account if it is missing (another edge may be creating
+// it at the same time: ErrExists is its success).
+func (e *Edge) loadOrCreateDefaultAccount() error {
+	id, err := e.Store.GetMeta(metaDefaultAcct)
+	if errors.Is(err, ErrNotFound) {
+		fresh, err := newID()
 		if err != nil {
 			return err
 		}
-		e.DefaultAccountID = a.ID
-		if err := e.Store.PutMeta(metaDefaultAcct, []byte(a.ID)); err != nil {
+		if id, err = e.Store.PutMetaIfAbsent(metaDefaultAcct, []byte(fresh)); err != nil {
 			return err
 		}
-	} else {
+	} else if err != nil {
 		return err
 	}
-	if id, err := e.Store.GetMeta(metaAdminUser); err == nil {
-		e.AdminUserID = string(id)
-		return nil
-	} else if !errors.Is(err, ErrNotFound) {
+	e.DefaultAccountID = string(id)
+	if _, err := e.Store.GetAccount(e.DefaultAccountID); !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	u, token, err := e.Store.CreateUser(User{AccountID: e.DefaultAccountID, Name: "admin", Role: RoleSuperAdmin})
-	if err != nil {
+	if _, err := e.Store.CreateAccount(Account{ID: e.DefaultAccountID, Name: "default"}); err != nil && !errors.Is(err, ErrExists) {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(e.DataDir, AdminTokenFile), []byte(token+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := e.Store.PutMeta(metaAdminUser, []byte(u.ID)); err != nil {
-		return err
-	}
-	e.AdminUserID = u.ID
-	e.Logger.Info("edge initialised: first super administrator created",
-		"token_file", filepath.Join(e.DataDir, AdminTokenFile))
 	return nil
 }
 
-// loadOrCreateCA returns the CA stored under the keys, creating it at first
-// start (PutMetaIfAbsent, so two racing starts agree).
-func (e *Edge) loadOrCreateCA(certKey, keyKey, name string) (*culverttls.CA, error) {
+// loadOrCreateAdmin claims a user ID for the first super administrator,
+// then creates the user if it is missing. The edge whose CreateUser made
+// it writes the token to DataDir/admin.token; the others only learn the
+// ID.
+func (e *Edge) loadOrCreateAdmin() error {
+	id, err := e.Store.GetMeta(metaAdminUser)
+	if errors.Is(err, ErrNotFound) {
+		fresh, err := newID()
+		if err != nil {
+			return err
+		}
+		if id, err = e.Store.PutMetaIfAbsent(metaAdminUser, []byte(fresh)); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	e.AdminUserID = string(id)
+	if _, err := e.Store.GetUser(e.AdminUserID); !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	_, token, err := e.Store.CreateUser(User{ID: e.AdminUserID, AccountID: e.DefaultAccountID, Name: "admin", Role: RoleSuperAdmin})
+	if errors.Is(err, ErrExists) {
+		return nil // another edge created it just now
+	}
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(e.DataDir, AdminTokenFile)
+	if err := writeFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("control: the first super administrator was created but its token could not be saved: %w", err)
+	}
+	e.Logger.Info("edge initialised: first super administrator created", "token_file", path)
+	return nil
+}
+
+// caPair is a CA's certificate and key, stored as one value while edges
+// agree on the CA.
+type caPair struct {
+	Cert []byte `json:"cert"`
+	Key  []byte `json:"key"`
+}
+
+// loadOrCreateCA returns the CA stored under certKey and keyKey. At first
+// start it makes one and offers it under pairKey with PutMetaIfAbsent: the
+// pair stored there (this edge's or one that came first) is then copied to
+// keyKey and certKey, key first, so a stored certificate always has its
+// key. Every edge copies the same pair, so the copies do not conflict, and
+// an edge that stopped between them completes them at the next start.
+func (e *Edge) loadOrCreateCA(certKey, keyKey, pairKey, name string) (*culverttls.CA, error) {
 	certPEM, err := e.Store.GetMeta(certKey)
 	if errors.Is(err, ErrNotFound) {
 		ca, err := culverttls.NewCA(name, caValidity)
@@ -166,25 +234,22 @@ func (e *Edge) loadOrCreateCA(certKey, keyKey, name string) (*culverttls.CA, err
 		if err != nil {
 			return nil, err
 		}
-		// The key goes first: a CA certificate is only stored once its key is.
-		if _, err := e.Store.PutMetaIfAbsent(keyKey+"/pending", k); err != nil {
-			return nil, err
-		}
-		k, err = e.Store.GetMeta(keyKey + "/pending")
+		mine, err := json.Marshal(caPair{Cert: c, Key: k})
 		if err != nil {
 			return nil, err
 		}
-		stored, err := e.Store.PutMetaIfAbsent(keyKey, k)
+		stored, err := e.Store.PutMetaIfAbsent(pairKey, mine)
 		if err != nil {
 			return nil, err
 		}
-		if string(stored) == string(k) {
-			if _, err := e.Store.PutMetaIfAbsent(certKey, c); err != nil {
-				return nil, err
-			}
+		var p caPair
+		if err := json.Unmarshal(stored, &p); err != nil {
+			return nil, fmt.Errorf("control: %s: %w", pairKey, err)
 		}
-		certPEM, err = e.Store.GetMeta(certKey)
-		if err != nil {
+		if err := e.Store.PutMeta(keyKey, p.Key); err != nil {
+			return nil, err
+		}
+		if certPEM, err = e.Store.PutMetaIfAbsent(certKey, p.Cert); err != nil {
 			return nil, err
 		}
 	} else if err != nil {
@@ -357,10 +422,15 @@ func (e *Edge) Register(ctx context.Context, cert *x509.Certificate, r *tunnel.R
 	}
 	e.mu.Lock()
 	hosts := e.live[acct.ID]
-	if !hosts[host] && len(hosts) >= acct.MaxTunnels() {
+	limit := acct.MaxTunnels()
+	if acct.TunnelLimit <= 0 && e.TunnelLimit > 0 {
+		limit = e.TunnelLimit
+	}
+	if !hosts[host] && len(hosts) >= limit {
 		e.mu.Unlock()
-		return nil, &tunnel.Error{Code: tunnel.CodeTunnelLimit, RetryAfter: 60,
-			Message: fmt.Sprintf("the account runs its maximum of %d tunnels: stop one first", acct.MaxTunnels())}
+		return nil, &tunnel.Error{Code: tunnel.CodeTunnelLimit, Permanent: true,
+			Message: fmt.Sprintf("the account runs its maximum of %d tunnels: stop one of them, or ask the edge's "+
+				"administrator to raise the account's limit, then start this connector again", limit)}
 	}
 	first := !hosts[host]
 	if hosts == nil {

@@ -18,6 +18,7 @@ import (
 
 type edgeOptions struct {
 	dataDir     string
+	store       string
 	domain      string
 	tunnelAddr  string
 	httpAddr    string
@@ -27,11 +28,15 @@ type edgeOptions struct {
 	advertise   []string
 	grace       time.Duration
 	maxBody     int
+	tunnelLimit int
+	pingEvery   time.Duration
+	pingMisses  int
 	logs        logFlags
 }
 
 func (o *edgeOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.dataDir, "data-dir", filepath.Join(homeDir(), ".culvert", "edge"), "state directory (bbolt store, CAs, admin token)")
+	fs.StringVar(&o.store, "store", "", "where the control state lives: empty for the bbolt file in --data-dir, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (e.g. etcd://127.0.0.1:2379/culvert/) to share it between edges")
 	fs.StringVar(&o.domain, "domain", "culvert.test", "the edge's own domain; the tunnel server name is tunnel.DOMAIN")
 	fs.StringVar(&o.tunnelAddr, "tunnel-addr", ":7844", "address for connectors (TLS 1.3, mTLS)")
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address for visitors (HTTP/1.1)")
@@ -41,6 +46,9 @@ func (o *edgeOptions) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.advertise, "advertise", nil, "tunnel addresses (host:port) written into new cert.pem files (default: the tunnel address)")
 	fs.DurationVar(&o.grace, "grace-period", 30*time.Second, "how long a shutdown lets in-flight requests finish")
 	fs.IntVar(&o.maxBody, "max-request-body", 0, "largest visitor request body in bytes (413 beyond; 0: no limit, bodies stream)")
+	fs.IntVar(&o.tunnelLimit, "tunnel-limit", control.DefaultTunnelLimit, "tunnels an account may run at once (unless the account sets its own)")
+	fs.DurationVar(&o.pingEvery, "heartbeat-interval", 5*time.Second, "PING a connector after this much silence")
+	fs.IntVar(&o.pingMisses, "heartbeat-count", 5, "drop a tunnel connection after this many heartbeat intervals without an answer")
 	o.logs.register(fs)
 }
 
@@ -56,10 +64,11 @@ type runningEdge struct {
 
 // startEdge opens the state and starts every listener.
 func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
-	ctl, err := control.OpenEdge(o.dataDir, o.domain, logger)
+	ctl, err := control.OpenEdgeStore(o.store, o.dataDir, o.domain, logger)
 	if err != nil {
 		return nil, err
 	}
+	ctl.TunnelLimit = o.tunnelLimit
 	r := &runningEdge{ctl: ctl, logger: logger, errc: make(chan error, 4)}
 	ok := false
 	defer func() {
@@ -72,7 +81,7 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 		return nil, err
 	}
 	r.dp, err = edge.New(edge.Config{TunnelTLS: tlsCfg, Registrar: ctl, Location: o.location,
-		MaxRequestBodySize: o.maxBody, Logger: logger})
+		MaxRequestBodySize: o.maxBody, PingInterval: o.pingEvery, PingMisses: o.pingMisses, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +121,9 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 	go func() { r.errc <- r.dp.ServeVisitors(r.httpLn) }()
 	ok = true
 	attrs := []any{"tunnel", r.tunnelLn.Addr().String(), "http", r.httpLn.Addr().String(), "data_dir", o.dataDir}
+	if o.store != "" {
+		attrs = append(attrs, "store", o.store)
+	}
 	if r.apiLn != nil {
 		attrs = append(attrs, "api", r.apiLn.Addr().String())
 	}

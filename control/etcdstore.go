@@ -1,0 +1,1319 @@
+package control
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+)
+
+// DefaultEtcdPrefix is the key prefix of an EtcdStore whose config names
+// none.
+const DefaultEtcdPrefix = "/culvert/"
+
+// Defaults of EtcdConfig.
+const (
+	DefaultEtcdDialTimeout    = 5 * time.Second
+	DefaultEtcdRequestTimeout = 5 * time.Second
+)
+
+// EtcdConfig says how to reach the etcd cluster of an EtcdStore.
+type EtcdConfig struct {
+	// Endpoints are the cluster's client addresses, "host:port" (or
+	// "https://host:port" with TLS).
+	Endpoints []string
+	// Prefix starts every key of the store (DefaultEtcdPrefix if empty);
+	// a "/" is added at the end if missing. Edges sharing one state use
+	// the same prefix; different prefixes are independent states.
+	Prefix string
+	// DialTimeout bounds the connection to the cluster
+	// (DefaultEtcdDialTimeout if 0).
+	DialTimeout time.Duration
+	// RequestTimeout bounds every Store call, retries included
+	// (DefaultEtcdRequestTimeout if 0): a cluster that does not answer
+	// gives an error, not a hang.
+	RequestTimeout time.Duration
+	// TLS, if set, is the client's TLS configuration (server CA, client
+	// certificate).
+	TLS *tls.Config
+	// Username and Password authenticate to a cluster with auth enabled.
+	Username, Password string
+}
+
+// EtcdStore is the Store shared by several edge processes, kept in an etcd
+// cluster (etcd 3.4 or newer, v3 API) under one key prefix. It exists so
+// that edges behind one DNS name agree on accounts, users, zones,
+// certificates, tunnels and the audit log: what one edge writes, the
+// others read at once, and a revocation made through one reaches the
+// others' IsRevoked within a second, through a watch.
+//
+// It behaves as BoltStore does, error for error, and stores the same JSON
+// values. Every write is one etcd transaction that writes the record and
+// its index entries together and is conditional on what it read (the
+// creation or modification revision of each key), so uniqueness of IDs,
+// zone names, tunnel hostnames and token hashes holds between processes;
+// a write whose condition failed is read and tried again. Audit sequence
+// numbers come from a counter key advanced the same way: they grow across
+// all edges sharing the prefix.
+//
+// What it is not: it is no cache. Every call but IsRevoked is a round trip
+// to the cluster, bounded by RequestTimeout, so it suits the control path
+// and the registration of connectors, not a per-request check. IsRevoked
+// answers from memory: the revoked serials are loaded at open and kept
+// current by a watch on the certificates, which is set up again with a
+// full reload whenever it breaks. While the cluster is unreachable,
+// IsRevoked keeps answering with what it knew, and every other method
+// fails after RequestTimeout. It does not manage the cluster (members,
+// compaction, backups, authentication setup) either: that is the
+// operator's etcd.
+type EtcdStore struct {
+	cli       *clientv3.Client
+	endpoints string
+	prefix    string
+	timeout   time.Duration
+
+	// base is cancelled by Close: it ends the watch and in-flight calls.
+	base   context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the watch goroutine is gone
+	closed sync.Once
+
+	// revoked is the set of revoked serials, replaced whole (copy on
+	// write), as in BoltStore.
+	revoked atomic.Pointer[map[string]struct{}]
+	// watchMu guards stopWatch, which ends the current watch (the
+	// reload and a new watch follow, as after a break).
+	watchMu   sync.Mutex
+	stopWatch context.CancelFunc
+
+	// auditMu serialises this process's AppendAudit calls around seq, the
+	// last known state of the counter key (a guess: the transaction
+	// checks it).
+	auditMu sync.Mutex
+	seq     uint64
+	seqRev  int64 // the counter's ModRevision, 0 if it is believed absent
+}
+
+var _ Store = (*EtcdStore)(nil)
+
+// Key layout under the prefix. Values are the same JSON as BoltStore's;
+// index values are IDs, or empty for the account indices, whose keys are
+// the account ID, a zero byte, then the entity key.
+const (
+	ekSchema        = "schema" // decimal SchemaVersion
+	ekMeta          = "meta/"
+	ekAccounts      = "accounts/"
+	ekUsers         = "users/"
+	ekUsersByToken  = "users_by_token/" // token hash (hex) -> user ID
+	ekZones         = "zones/"
+	ekZonesByName   = "zones_by_name/" // name -> zone ID
+	ekCerts         = "certs/"         // serial -> CertRecord
+	ekCertsByAcct   = "certs_by_account/"
+	ekTunnels       = "tunnels/"
+	ekTunnelsByHost = "tunnels_by_host/" // hostname -> tunnel ID
+	ekTunnelsByAcct = "tunnels_by_account/"
+	ekAudit         = "audit/" // %016x Seq -> AuditEvent
+	ekAuditByAcct   = "audit_by_account/"
+	ekAuditSeq      = "audit_seq" // decimal, the last Seq given
+)
+
+// etcdTxnOps is the most operations put in one transaction (etcd refuses
+// more than --max-txn-ops, 128 by default).
+const etcdTxnOps = 100
+
+// etcdPage is the number of keys read per range request when listing.
+const etcdPage = 500
+
+// OpenEtcd connects to the cluster, checks (or writes) the schema version
+// under the prefix, loads the revoked certificates and starts watching
+// them. It fails if the cluster does not answer within the timeouts.
+func OpenEtcd(cfg EtcdConfig) (*EtcdStore, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("control: etcd: no endpoints")
+	}
+	prefix := cfg.Prefix
+	if prefix == "" {
+		prefix = DefaultEtcdPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultEtcdDialTimeout
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultEtcdRequestTimeout
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: cfg.DialTimeout,
+		TLS:         cfg.TLS,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
+		// Failures reach the caller as errors; the client's own log
+		// would only repeat them on stderr.
+		Logger: zap.NewNop(),
+		// Detect a dead connection, so that the watch moves on.
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+		// Reconnect within seconds of the cluster coming back, even
+		// after a long outage (gRPC's own backoff grows to 2 minutes).
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  250 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   3 * time.Second,
+			},
+			MinConnectTimeout: cfg.DialTimeout,
+		})},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control: etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	s := &EtcdStore{
+		cli:       cli,
+		endpoints: strings.Join(cfg.Endpoints, ","),
+		prefix:    prefix,
+		timeout:   cfg.RequestTimeout,
+		done:      make(chan struct{}),
+	}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	empty := map[string]struct{}{}
+	s.revoked.Store(&empty)
+	fail := func(err error) (*EtcdStore, error) {
+		s.cancel()
+		cli.Close()
+		return nil, err
+	}
+	if err := s.initSchema(); err != nil {
+		return fail(err)
+	}
+	ctx, cancel := s.ctx()
+	rev, err := s.loadRevoked(ctx)
+	cancel()
+	if err != nil {
+		return fail(err)
+	}
+	go s.watchRevoked(rev)
+	return s, nil
+}
+
+// Prefix is the key prefix of the store, ending in "/".
+func (s *EtcdStore) Prefix() string { return s.prefix }
+
+// Close stops the watch and closes the connection. IsRevoked keeps
+// answering from memory; every other method fails.
+func (s *EtcdStore) Close() error {
+	var err error
+	s.closed.Do(func() {
+		s.cancel()
+		<-s.done
+		if e := s.cli.Close(); e != nil && !errors.Is(e, context.Canceled) {
+			err = fmt.Errorf("control: etcd close: %w", e)
+		}
+	})
+	return err
+}
+
+// --- helpers ---
+
+// ctx bounds one Store call.
+func (s *EtcdStore) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.base, s.timeout)
+}
+
+// fail wraps an error of the cluster with what was being done; a timeout
+// says so plainly.
+func (s *EtcdStore) fail(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		if s.base.Err() != nil {
+			return fmt.Errorf("control: %s: the store is closed: %w", what, err)
+		}
+		return fmt.Errorf("control: %s: etcd (%s) did not answer within %v: %w", what, s.endpoints, s.timeout, err)
+	}
+	return fmt.Errorf("control: %s: etcd (%s): %w", what, s.endpoints, err)
+}
+
+func (s *EtcdStore) key(kind, k string) string { return s.prefix + kind + k }
+
+// acctIdx is the key of an account index entry.
+func (s *EtcdStore) acctIdx(kind, acct, k string) string {
+	return s.prefix + kind + acct + "\x00" + k
+}
+
+func etcdSeqKey(seq uint64) string { return fmt.Sprintf("%016x", seq) }
+
+func absent(key string) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+}
+
+func unchanged(kv *mvccpb.KeyValue) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)
+}
+
+func putJSONOp(key string, v any) (clientv3.Op, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return clientv3.Op{}, err
+	}
+	return clientv3.OpPut(key, string(data)), nil
+}
+
+func decodeKV(kv *mvccpb.KeyValue, what, name string, v any) error {
+	if err := json.Unmarshal(kv.Value, v); err != nil {
+		return fmt.Errorf("control: decode %s %q: %w", what, name, err)
+	}
+	return nil
+}
+
+// read returns the key-values of keys (nil for an absent one), read in one
+// transaction: one round trip, one revision.
+func (s *EtcdStore) read(ctx context.Context, what string, keys ...string) ([]*mvccpb.KeyValue, error) {
+	kvs, _, err := s.readRev(ctx, what, keys...)
+	return kvs, err
+}
+
+// readRev is read that also returns the revision read.
+func (s *EtcdStore) readRev(ctx context.Context, what string, keys ...string) ([]*mvccpb.KeyValue, int64, error) {
+	ops := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = clientv3.OpGet(k)
+	}
+	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, 0, s.fail(ctx, what, err)
+	}
+	out := make([]*mvccpb.KeyValue, len(keys))
+	for i, r := range resp.Responses {
+		if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
+			out[i] = kvs[0]
+		}
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// Outcomes of an update's plan besides a write: errDone ends the update
+// without writing, errRetry runs the plan again (what it read changed
+// between two reads).
+var (
+	errDone  = errors.New("nothing to write")
+	errRetry = errors.New("read again")
+)
+
+// update runs plan until its transaction commits. plan reads what it needs
+// and returns the writes with the conditions its reads rest on; when a
+// condition fails (another writer came between the read and the write) it
+// is run again, within the call's timeout. plan returning errDone ends the
+// update with no write and no error; errRetry runs it again at once.
+func (s *EtcdStore) update(ctx context.Context, what string, plan func() ([]clientv3.Cmp, []clientv3.Op, error)) error {
+	for {
+		cmps, ops, err := plan()
+		if errors.Is(err, errDone) {
+			return nil
+		}
+		if errors.Is(err, errRetry) {
+			if err := ctx.Err(); err != nil {
+				return s.fail(ctx, what, err)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err != nil {
+			return s.fail(ctx, what, err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return s.fail(ctx, what, err)
+		}
+	}
+}
+
+// scan calls fn with each key-value in [from, end), in key order, at most
+// limit of them (all if limit <= 0), reading pages at one revision. It
+// returns that revision.
+func (s *EtcdStore) scan(ctx context.Context, what, from, end string, limit int, keysOnly bool, fn func(kv *mvccpb.KeyValue) error) (int64, error) {
+	var rev int64
+	n := 0
+	for {
+		page := etcdPage
+		if limit > 0 && limit-n < page {
+			page = limit - n
+		}
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(page))}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		if keysOnly {
+			opts = append(opts, clientv3.WithKeysOnly())
+		}
+		resp, err := s.cli.Get(ctx, from, opts...)
+		if err != nil {
+			return 0, s.fail(ctx, what, err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			if err := fn(kv); err != nil {
+				return 0, err
+			}
+		}
+		n += len(resp.Kvs)
+		if !resp.More || len(resp.Kvs) == 0 || (limit > 0 && n >= limit) {
+			return rev, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// scanPrefix is scan over every key starting with prefix.
+func (s *EtcdStore) scanPrefix(ctx context.Context, what, prefix string, fn func(kv *mvccpb.KeyValue) error) (int64, error) {
+	return s.scan(ctx, what, prefix, clientv3.GetPrefixRangeEnd(prefix), 0, false, fn)
+}
+
+// etcdListAll decodes every value under kind.
+func etcdListAll[T any](s *EtcdStore, kind, what string, keep func(*T) bool) ([]T, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	var out []T
+	p := s.prefix + kind
+	_, err := s.scanPrefix(ctx, "list "+what+"s", p, func(kv *mvccpb.KeyValue) error {
+		var x T
+		if err := decodeKV(kv, what, strings.TrimPrefix(string(kv.Key), p), &x); err != nil {
+			return err
+		}
+		if keep == nil || keep(&x) {
+			out = append(out, x)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// indexed reads the entity keys of acct's entries in the account index
+// idx from the entity key from on (all if from is ""), at most limit, then
+// the values of those entities under kind, at the index's revision: a
+// consistent snapshot, as one bbolt transaction gives. A value compacted
+// away in between makes it start again.
+func (s *EtcdStore) indexed(ctx context.Context, what, idx, kind, acct, from string, limit int) ([]*mvccpb.KeyValue, error) {
+	for {
+		out, err := s.indexedAt(ctx, what, idx, kind, acct, from, limit)
+		if errors.Is(err, rpctypes.ErrCompacted) && ctx.Err() == nil {
+			continue
+		}
+		return out, err
+	}
+}
+
+func (s *EtcdStore) indexedAt(ctx context.Context, what, idx, kind, acct, from string, limit int) ([]*mvccpb.KeyValue, error) {
+	p := s.acctIdx(idx, acct, "")
+	var keys []string
+	rev, err := s.scan(ctx, "list "+what+"s", p+from, clientv3.GetPrefixRangeEnd(p), limit, true, func(kv *mvccpb.KeyValue) error {
+		keys = append(keys, strings.TrimPrefix(string(kv.Key), p))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*mvccpb.KeyValue, 0, len(keys))
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), etcdTxnOps)]
+		keys = keys[len(batch):]
+		ops := make([]clientv3.Op, len(batch))
+		for i, k := range batch {
+			ops[i] = clientv3.OpGet(s.key(kind, k), clientv3.WithRev(rev))
+		}
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			if errors.Is(err, rpctypes.ErrCompacted) {
+				return nil, err
+			}
+			return nil, s.fail(ctx, "list "+what+"s", err)
+		}
+		for i, r := range resp.Responses {
+			kvs := r.GetResponseRange().GetKvs()
+			if len(kvs) == 0 {
+				return nil, fmt.Errorf("control: %s %q: %w", what, batch[i], ErrNotFound)
+			}
+			out = append(out, kvs[0])
+		}
+	}
+	return out, nil
+}
+
+// etcdListIndexed decodes the entities of acct listed in the account index.
+func etcdListIndexed[T any](s *EtcdStore, idx, kind, what, acct string) ([]T, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	kvs, err := s.indexed(ctx, what, idx, kind, acct, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for _, kv := range kvs {
+		var x T
+		if err := decodeKV(kv, what, strings.TrimPrefix(string(kv.Key), s.prefix+kind), &x); err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// getEntity decodes the value at kind+id into v; ErrNotFound if absent.
+func (s *EtcdStore) getEntity(kind, what, id string, v any) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	kvs, err := s.read(ctx, "get "+what, s.key(kind, id))
+	if err != nil {
+		return err
+	}
+	if kvs[0] == nil {
+		return fmt.Errorf("control: %s %q: %w", what, id, ErrNotFound)
+	}
+	return decodeKV(kvs[0], what, id, v)
+}
+
+// byIndex decodes the entity named by the value of the index key, both
+// read at one revision; notFound is the error if the index has no entry.
+func (s *EtcdStore) byIndex(idxKey, kind, what string, notFound error, v any) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	for {
+		kvs, rev, err := s.readRev(ctx, "get "+what, idxKey)
+		if err != nil {
+			return err
+		}
+		if kvs[0] == nil {
+			return notFound
+		}
+		id := string(kvs[0].Value)
+		resp, err := s.cli.Get(ctx, s.key(kind, id), clientv3.WithRev(rev))
+		if errors.Is(err, rpctypes.ErrCompacted) && ctx.Err() == nil {
+			continue // compacted in between: read both again
+		}
+		if err != nil {
+			return s.fail(ctx, "get "+what, err)
+		}
+		if len(resp.Kvs) == 0 {
+			// Written in one transaction with its index entry: the
+			// store is damaged.
+			return fmt.Errorf("control: %s %q: %w", what, id, ErrNotFound)
+		}
+		return decodeKV(resp.Kvs[0], what, id, v)
+	}
+}
+
+// freshID is the part of the create methods that chooses the ID: the
+// given one if free (ErrExists if taken), else a new random one.
+func (s *EtcdStore) freshID(ctx context.Context, kind, what, id string) (string, error) {
+	if id != "" {
+		if err := checkKey(what+" id", id); err != nil {
+			return "", err
+		}
+		kvs, err := s.read(ctx, "create "+what, s.key(kind, id))
+		if err != nil {
+			return "", err
+		}
+		if kvs[0] != nil {
+			return "", fmt.Errorf("control: %s %q: %w", what, id, ErrExists)
+		}
+		return id, nil
+	}
+	// A random ID taken already makes the transaction fail, and the next
+	// attempt draws another.
+	return newID()
+}
+
+// --- schema ---
+
+func (s *EtcdStore) initSchema() error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	k := s.key(ekSchema, "")
+	resp, err := s.cli.Txn(ctx).If(absent(k)).
+		Then(clientv3.OpPut(k, strconv.Itoa(SchemaVersion))).
+		Else(clientv3.OpGet(k)).Commit()
+	if err != nil {
+		return s.fail(ctx, "open "+s.prefix, err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return nil // deleted in between: nothing newer is there
+	}
+	v := kvs[0].Value
+	n, err := strconv.Atoi(string(v))
+	if err != nil || n < 1 {
+		return fmt.Errorf("control: etcd %s: bad schema version %q", s.prefix, v)
+	}
+	if n > SchemaVersion {
+		return fmt.Errorf("control: etcd %s: schema version %d is newer than this culvert supports (%d); run a newer culvert", s.prefix, n, SchemaVersion)
+	}
+	return nil
+}
+
+// --- meta ---
+
+func (s *EtcdStore) GetMeta(key string) ([]byte, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	kvs, err := s.read(ctx, "get meta", s.key(ekMeta, key))
+	if err != nil {
+		return nil, err
+	}
+	if kvs[0] == nil {
+		return nil, fmt.Errorf("control: meta %q: %w", key, ErrNotFound)
+	}
+	return append([]byte{}, kvs[0].Value...), nil
+}
+
+func (s *EtcdStore) PutMeta(key string, val []byte) error {
+	if err := checkKey("meta key", key); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	if _, err := s.cli.Put(ctx, s.key(ekMeta, key), string(val)); err != nil {
+		return s.fail(ctx, "put meta", err)
+	}
+	return nil
+}
+
+func (s *EtcdStore) PutMetaIfAbsent(key string, val []byte) ([]byte, error) {
+	if err := checkKey("meta key", key); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	k := s.key(ekMeta, key)
+	for {
+		resp, err := s.cli.Txn(ctx).If(absent(k)).
+			Then(clientv3.OpPut(k, string(val))).
+			Else(clientv3.OpGet(k)).Commit()
+		if err != nil {
+			return nil, s.fail(ctx, "put meta", err)
+		}
+		if resp.Succeeded {
+			return append([]byte{}, val...), nil
+		}
+		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			return append([]byte{}, kvs[0].Value...), nil
+		}
+		// Deleted between the comparison and the read: try again.
+	}
+}
+
+// --- accounts ---
+
+func (s *EtcdStore) CreateAccount(a Account) (Account, error) {
+	if a.TunnelLimit < 0 {
+		return Account{}, fmt.Errorf("control: account tunnel limit %d: negative", a.TunnelLimit)
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	in := a
+	err := s.update(ctx, "create account", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+		a = in
+		id, err := s.freshID(ctx, ekAccounts, "account", a.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		a.ID = id
+		if a.Created.IsZero() {
+			a.Created = now()
+		}
+		k := s.key(ekAccounts, a.ID)
+		put, err := putJSONOp(k, a)
+		return []clientv3.Cmp{absent(k)}, []clientv3.Op{put}, err
+	})
+	if err != nil {
+		return Account{}, err
+	}
+	return a, nil
+}
+
+func (s *EtcdStore) GetAccount(id string) (Account, error) {
+	var a Account
+	err := s.getEntity(ekAccounts, "account", id, &a)
+	return a, err
+}
+
+// ListAccounts returns the accounts in ID order.
+func (s *EtcdStore) ListAccounts() ([]Account, error) {
+	return etcdListAll[Account](s, ekAccounts, "account", nil)
+}
+
+// --- users ---
+
+func (s *EtcdStore) CreateUser(u User) (User, string, error) {
+	if u.Role == "" {
+		u.Role = RoleMember
+	}
+	if !u.Role.Valid() {
+		return User{}, "", fmt.Errorf("control: user role %q: invalid", u.Role)
+	}
+	if err := checkRef("account id", u.AccountID); err != nil {
+		return User{}, "", err
+	}
+	token, hash, err := newToken()
+	if err != nil {
+		return User{}, "", err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	in := u
+	err = s.update(ctx, "create user", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+		u = in
+		id, err := s.freshID(ctx, ekUsers, "user", u.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		u.ID = id
+		u.TokenHash = hash
+		u.KeyVersion = 1
+		if u.Created.IsZero() {
+			u.Created = now()
+		}
+		k, idx := s.key(ekUsers, u.ID), s.key(ekUsersByToken, hash)
+		put, err := putJSONOp(k, u)
+		return []clientv3.Cmp{absent(k), absent(idx)},
+			[]clientv3.Op{put, clientv3.OpPut(idx, u.ID)}, err
+	})
+	if err != nil {
+		return User{}, "", err
+	}
+	return u, token, nil
+}
+
+func (s *EtcdStore) GetUser(id string) (User, error) {
+	var u User
+	err := s.getEntity(ekUsers, "user", id, &u)
+	return u, err
+}
+
+// UserByToken finds the user by the hash of token; the token itself is
+// neither stored nor compared.
+func (s *EtcdStore) UserByToken(token string) (User, error) {
+	hash := HashToken(token)
+	notFound := fmt.Errorf("control: user by token: %w", ErrNotFound)
+	var u User
+	if err := s.byIndex(s.key(ekUsersByToken, hash), ekUsers, "user", notFound, &u); err != nil {
+		return User{}, err
+	}
+	if u.TokenHash != hash { // a stale index entry never authenticates
+		return User{}, notFound
+	}
+	return u, nil
+}
+
+func (s *EtcdStore) RollUserToken(userID string) (string, error) {
+	token, hash, err := newToken()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	k := s.key(ekUsers, userID)
+	err = s.update(ctx, "roll user token", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+		kvs, err := s.read(ctx, "roll user token", k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if kvs[0] == nil {
+			return nil, nil, fmt.Errorf("control: user %q: %w", userID, ErrNotFound)
+		}
+		var u User
+		if err := decodeKV(kvs[0], "user", userID, &u); err != nil {
+			return nil, nil, err
+		}
+		var ops []clientv3.Op
+		if u.TokenHash != "" {
+			ops = append(ops, clientv3.OpDelete(s.key(ekUsersByToken, u.TokenHash)))
+		}
+		u.TokenHash = hash
+		u.KeyVersion++
+		idx := s.key(ekUsersByToken, hash)
+		put, err := putJSONOp(k, u)
+		ops = append(ops, clientv3.OpPut(idx, u.ID), put)
+		return []clientv3.Cmp{unchanged(kvs[0]), absent(idx)}, ops, err
+	})
+	if err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// ListUsers returns the account's users ("" = all) in ID order.
+func (s *EtcdStore) ListUsers(accountID string) ([]User, error) {
+	return etcdListAll(s, ekUsers, "user", func(u *User) bool {
+		return accountID == "" || u.AccountID == accountID
+	})
+}
+
+func (s *EtcdStore) UpdateUser(u User) error {
+	if !u.Role.Valid() {
+		return fmt.Errorf("control: user role %q: invalid", u.Role)
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	k := s.key(ekUsers, u.ID)
+	return s.update(ctx, "update user", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+		kvs, err := s.read(ctx, "update user", k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if kvs[0] == nil {
+			return nil, nil, fmt.Errorf("control: user %q: %w", u.ID, ErrNotFound)
+		}
+		var old User
+		if err := decodeKV(kvs[0], "user", u.ID, &old); err != nil {
+			return nil, nil, err
+		}
+		old.Name, old.Role, old.Service = u.Name, u.Role, u.Service
+		put, err := putJSONOp(k, old)
+		return []clientv3.Cmp{unchanged(kvs[0])}, []clientv3.Op{put}, err
+	})
+}
+
+// --- zones ---
+
+func (s *EtcdStore) CreateZone(z Zone) (Zone, error) {
+	z.Name = normName(z.Name)
+	if err := checkKey("zone name", z.Name); err != nil {
+		return Zone{}, err
+	}
+	if err := checkRef("account id", z.AccountID); err != nil {
+		return Zone{}, err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	in := z
+	idx := s.key(ekZonesByName, z.Name)
+	err := s.update(ctx, "create zone", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+		z = in
+		kvs, err := s.read(ctx, "create zone", idx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if kvs[0] != nil {
+			return nil, nil, fmt.Errorf("control: zone %q: %w", z.Name, ErrExists)
+		}
+		id, err := s.freshID(ctx, ekZones, "zone", z.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		z.ID = id
+		if z.Created.IsZero() {
+			z.Created = now()
+		}
+		k := s.key(ekZones, z.ID)
+		put, err := putJSONOp(k, z)
+		return []clientv3.Cmp{absent(idx), absent(k)},
+			[]clientv3.Op{clientv3.OpPut(idx, z.ID), put}, err
+	})
+	if err != nil {
+		return Zone{}, err
+	}
+	return z, nil
+}
+
+func (s *EtcdStore) GetZone(id string) (Zone, error) {
+	var z Zone
+	err := s.getEntity(ekZones, "zone", id, &z)
+	return z, err
+}
+
+// ZoneByName finds a zone by its name in any case, with or without a
+// trailing dot.
+func (s *EtcdStore) ZoneByName(name string) (Zone, error) {
+	name = normName(name)
+	var z Zone
+	err := s.byIndex(s.key(ekZonesByName, name), ekZones, "zone",
+		fmt.Errorf("control: zone %q: %w", name, ErrNotFound), &z)
+	if err != nil {
+		return Zone{}, err
+	}
+	return z, nil
+}
+
+// ListZones returns the account's zones ("" = all) in ID order.
+func (s *EtcdStore) ListZones(accountID string) ([]Zone, error) {
+	return etcdListAll(s, ekZones, "zone", func(z *Zone) bool {
+		return accountID == "" || z.AccountID == accountID
+	})
+}
+
+// --- certificates ---
+
+func (s *EtcdStore) PutCert(c CertRecord) error {
+	c.Serial = normSerial(c.Serial)
+	if err := checkKey("cert serial", c.Serial); err != nil {
+		return err
+	}
+	if err := checkRef("account id", c.AccountID); err != nil {
+		return err
+	}
+	if c.Issued.IsZero() {
+		c.Issued = now()
+	}
+	if c.Revoked && c.RevokedAt.IsZero() {
+		c.RevokedAt = now()
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	in := c
+	k := s.key(ekCerts, c.Serial)
+	err := s.update(ctx, "put cert", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+		c = in
+		kvs, err := s.read(ctx, "put cert", k)
+		if err != nil {
+			return nil, nil, err
+		}
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		if kv := kvs[0]; kv != nil {
+			var old CertRecord
+			if err := decodeKV(kv, "cert", c.Serial, &old); err != nil {
+				return nil, nil, err
+			}
+			if old.Revoked {
+				c.Revoked, c.RevokedAt = true, old.RevokedAt
+			}
+			if old.AccountID != c.AccountID {
+				ops = append(ops, clientv3.OpDelete(s.acctIdx(ekCertsByAcct, old.AccountID, c.Serial)))
+			}
+			cmps = append(cmps, unchanged(kv))
+		} else {
+			cmps = append(cmps, absent(k))
+		}
+		put, err := putJSONOp(k, c)
+		ops = append(ops, clientv3.OpPut(s.acctIdx(ekCertsByAcct, c.AccountID, c.Serial), ""), put)
+		return cmps, ops, err
+	})
+	if err != nil {
+		return err
+	}
+	if c.Revoked {
+		s.markRevoked(c.Serial)
+	}
+	return nil
+}
+
+func (s *EtcdStore) GetCert(serial string) (CertRecord, error) {
+	var c CertRecord
+	err := s.getEntity(ekCerts, "cert", normSerial(serial), &c)
+	return c, err
+}
+
+func (s *EtcdStore) RevokeCert(serial string, at time.Time) error {
+	serial = normSerial(serial)
+	if at.IsZero() {
+		at = now()
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	k := s.key(ekCerts, serial)
+	err := s.update(ctx, "revoke cert", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+		kvs, err := s.read(ctx, "revoke cert", k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if kvs[0] == nil {
+			return nil, nil, fmt.Errorf("control: cert %q: %w", serial, ErrNotFound)
+		}
+		var c CertRecord
+		if err := decodeKV(kvs[0], "cert", serial, &c); err != nil {
+			return nil, nil, err
+		}
+		if c.Revoked {
+			return nil, nil, errDone
+		}
+		c.Revoked, c.RevokedAt = true, at
+		put, err := putJSONOp(k, c)
+		return []clientv3.Cmp{unchanged(kvs[0])}, []clientv3.Op{put}, err
+	})
+	if err != nil {
+		return err
+	}
+	s.markRevoked(serial)
+	return nil
+}
+
+// IsRevoked answers from the in-memory set of revoked serials, kept
+// current by the watch: no lock, no allocation, no round trip. It never
+// fails; while the cluster is unreachable it answers with what it last
+// knew.
+func (s *EtcdStore) IsRevoked(serial string) (bool, error) {
+	_, ok := (*s.revoked.Load())[normSerial(serial)]
+	return ok, nil
+}
+
+// ListCerts returns the account's certificates ("" = all) in serial order.
+func (s *EtcdStore) ListCerts(accountID string) ([]CertRecord, error) {
+	if accountID == "" {
+		return etcdListAll[CertRecord](s, ekCerts, "cert", nil)
+	}
+	return etcdListIndexed[CertRecord](s, ekCertsByAcct, ekCerts, "cert", accountID)
+}
+
+// markRevoked adds serial to the in-memory set.
+func (s *EtcdStore) markRevoked(serial string) {
+	for {
+		old := s.revoked.Load()
+		if _, ok := (*old)[serial]; ok {
+			return
+		}
+		set := make(map[string]struct{}, len(*old)+1)
+		for k := range *old {
+			set[k] = struct{}{}
+		}
+		set[serial] = struct{}{}
+		if s.revoked.CompareAndSwap(old, &set) {
+			return
+		}
+	}
+}
+
+// loadRevoked reads every certificate and adds the revoked ones to the
+// set (revocation is final: a serial known revoked stays so), returning
+// the revision read.
+func (s *EtcdStore) loadRevoked(ctx context.Context) (int64, error) {
+	found := make(map[string]struct{})
+	rev, err := s.scanPrefix(ctx, "load revoked certs", s.prefix+ekCerts, func(kv *mvccpb.KeyValue) error {
+		var c CertRecord
+		if err := decodeKV(kv, "cert", strings.TrimPrefix(string(kv.Key), s.prefix+ekCerts), &c); err != nil {
+			return err
+		}
+		if c.Revoked {
+			found[c.Serial] = struct{}{}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for {
+		old := s.revoked.Load()
+		set := make(map[string]struct{}, len(*old)+len(found))
+		for k := range *old {
+			set[k] = struct{}{}
+		}
+		for k := range found {
+			set[k] = struct{}{}
+		}
+		if s.revoked.CompareAndSwap(old, &set) {
+			return rev, nil
+		}
+	}
+}
+
+// watchRevoked follows the certificates from revision rev on, adding the
+// revoked ones to the set. When the watch breaks (compaction, leader loss,
+// cancellation by the server) it reloads everything and watches again,
+// until Close.
+func (s *EtcdStore) watchRevoked(rev int64) {
+	defer close(s.done)
+	p := s.prefix + ekCerts
+	for {
+		s.watchFrom(p, rev)
+		// The watch broke: reload, with a short backoff while the
+		// cluster does not answer.
+		backoff := 100 * time.Millisecond
+		for {
+			if s.base.Err() != nil {
+				return
+			}
+			ctx, cancel := s.ctx()
+			r, err := s.loadRevoked(ctx)
+			cancel()
+			if err == nil {
+				rev = r
+				break
+			}
+			select {
+			case <-s.base.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+// watchFrom watches the certificates after revision rev until the watch
+// ends.
+func (s *EtcdStore) watchFrom(p string, rev int64) {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.base))
+	defer cancel()
+	s.watchMu.Lock()
+	s.stopWatch = cancel
+	s.watchMu.Unlock()
+	for resp := range s.cli.Watch(ctx, p, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+		if resp.Err() != nil || resp.Canceled {
+			return
+		}
+		for _, ev := range resp.Events {
+			if ev.Type != mvccpb.PUT {
+				continue
+			}
+			var c CertRecord
+			if json.Unmarshal(ev.Kv.Value, &c) == nil && c.Revoked {
+				s.markRevoked(c.Serial)
+			}
+		}
+	}
+}
+
+// breakWatch ends the current watch of the certificates, as a broken
+// connection would; the store reloads them and watches again.
+func (s *EtcdStore) breakWatch() {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
+}
+
+// --- tunnels ---
+
+func (s *EtcdStore) PutTunnel(t Tunnel) (Tunnel, error) {
+	t.Hostname = normName(t.Hostname)
+	if err := checkKey("tunnel hostname", t.Hostname); err != nil {
+		return Tunnel{}, err
+	}
+	if err := checkRef("account id", t.AccountID); err != nil {
+		return Tunnel{}, err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	in := t
+	byHost := s.key(ekTunnelsByHost, t.Hostname)
+	err := s.update(ctx, "put tunnel", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+		t = in
+		kvs, err := s.read(ctx, "put tunnel", byHost)
+		if err != nil {
+			return nil, nil, err
+		}
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		if kvs[0] != nil {
+			// The hostname's entry and its tunnel, read together.
+			id := string(kvs[0].Value)
+			kvs, err := s.read(ctx, "put tunnel", byHost, s.key(ekTunnels, id))
+			if err != nil {
+				return nil, nil, err
+			}
+			hkv, tkv := kvs[0], kvs[1]
+			if hkv == nil || string(hkv.Value) != id {
+				return nil, nil, errRetry // deleted or replaced in between
+			}
+			if tkv == nil {
+				return nil, nil, fmt.Errorf("control: tunnel %q: %w", id, ErrNotFound)
+			}
+			var old Tunnel
+			if err := decodeKV(tkv, "tunnel", id, &old); err != nil {
+				return nil, nil, err
+			}
+			t.ID, t.Created = old.ID, old.Created
+			if old.AccountID != t.AccountID {
+				ops = append(ops, clientv3.OpDelete(s.acctIdx(ekTunnelsByAcct, old.AccountID, t.ID)))
+			}
+			cmps = append(cmps, unchanged(hkv), unchanged(tkv))
+		} else {
+			id, err := s.freshID(ctx, ekTunnels, "tunnel", t.ID)
+			if err != nil {
+				return nil, nil, err
+			}
+			t.ID = id
+			if t.Created.IsZero() {
+				t.Created = now()
+			}
+			cmps = append(cmps, absent(byHost), absent(s.key(ekTunnels, t.ID)))
+			ops = append(ops, clientv3.OpPut(byHost, t.ID))
+		}
+		put, err := putJSONOp(s.key(ekTunnels, t.ID), t)
+		ops = append(ops, clientv3.OpPut(s.acctIdx(ekTunnelsByAcct, t.AccountID, t.ID), ""), put)
+		return cmps, ops, err
+	})
+	if err != nil {
+		return Tunnel{}, err
+	}
+	return t, nil
+}
+
+// TunnelByHostname finds a tunnel by its hostname in any case.
+func (s *EtcdStore) TunnelByHostname(h string) (Tunnel, error) {
+	h = normName(h)
+	var t Tunnel
+	err := s.byIndex(s.key(ekTunnelsByHost, h), ekTunnels, "tunnel",
+		fmt.Errorf("control: tunnel %q: %w", h, ErrNotFound), &t)
+	if err != nil {
+		return Tunnel{}, err
+	}
+	return t, nil
+}
+
+// ListTunnels returns the account's tunnels ("" = all) in ID order.
+func (s *EtcdStore) ListTunnels(accountID string) ([]Tunnel, error) {
+	if accountID == "" {
+		return etcdListAll[Tunnel](s, ekTunnels, "tunnel", nil)
+	}
+	return etcdListIndexed[Tunnel](s, ekTunnelsByAcct, ekTunnels, "tunnel", accountID)
+}
+
+func (s *EtcdStore) DeleteTunnel(id string) error {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	k := s.key(ekTunnels, id)
+	return s.update(ctx, "delete tunnel", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+		kvs, err := s.read(ctx, "delete tunnel", k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if kvs[0] == nil {
+			return nil, nil, fmt.Errorf("control: tunnel %q: %w", id, ErrNotFound)
+		}
+		var t Tunnel
+		if err := decodeKV(kvs[0], "tunnel", id, &t); err != nil {
+			return nil, nil, err
+		}
+		return []clientv3.Cmp{unchanged(kvs[0])}, []clientv3.Op{
+			clientv3.OpDelete(s.key(ekTunnelsByHost, t.Hostname)),
+			clientv3.OpDelete(s.acctIdx(ekTunnelsByAcct, t.AccountID, t.ID)),
+			clientv3.OpDelete(k),
+		}, nil
+	})
+}
+
+// CountTunnels counts the account's tunnels ("" = all) without reading
+// them.
+func (s *EtcdStore) CountTunnels(accountID string) (int, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	p := s.key(ekTunnels, "")
+	if accountID != "" {
+		p = s.acctIdx(ekTunnelsByAcct, accountID, "")
+	}
+	resp, err := s.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, s.fail(ctx, "count tunnels", err)
+	}
+	return int(resp.Count), nil
+}
+
+// --- audit ---
+
+// AppendAudit takes the next Seq from the counter key and writes the event
+// with it in one transaction conditional on the counter being unchanged:
+// Seq grows across every edge sharing the store. The transaction is tried
+// first with the counter this process saw last, which spares a read when
+// no other edge wrote in between.
+func (s *EtcdStore) AppendAudit(e AuditEvent) (AuditEvent, error) {
+	if err := checkRef("account id", e.AccountID); err != nil {
+		return AuditEvent{}, err
+	}
+	if e.Time.IsZero() {
+		e.Time = now()
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	ck := s.key(ekAuditSeq, "")
+	for {
+		e.Seq = s.seq + 1
+		cmp := absent(ck)
+		if s.seqRev != 0 {
+			cmp = clientv3.Compare(clientv3.ModRevision(ck), "=", s.seqRev)
+		}
+		put, err := putJSONOp(s.key(ekAudit, etcdSeqKey(e.Seq)), e)
+		if err != nil {
+			return AuditEvent{}, err
+		}
+		resp, err := s.cli.Txn(ctx).If(cmp).Then(
+			clientv3.OpPut(ck, strconv.FormatUint(e.Seq, 10)),
+			clientv3.OpPut(s.acctIdx(ekAuditByAcct, e.AccountID, etcdSeqKey(e.Seq)), ""),
+			put,
+		).Else(clientv3.OpGet(ck)).Commit()
+		if err != nil {
+			return AuditEvent{}, s.fail(ctx, "append audit", err)
+		}
+		if resp.Succeeded {
+			s.seq, s.seqRev = e.Seq, resp.Header.Revision
+			return e, nil
+		}
+		s.seq, s.seqRev = 0, 0
+		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			n, err := strconv.ParseUint(string(kvs[0].Value), 10, 64)
+			if err != nil {
+				return AuditEvent{}, fmt.Errorf("control: audit counter %q: invalid", kvs[0].Value)
+			}
+			s.seq, s.seqRev = n, kvs[0].ModRevision
+		}
+		if err := ctx.Err(); err != nil {
+			return AuditEvent{}, s.fail(ctx, "append audit", err)
+		}
+	}
+}
+
+// ListAudit returns the events of the account ("" = all accounts) with Seq
+// above afterSeq, oldest first, at most limit (no bound if limit <= 0).
+func (s *EtcdStore) ListAudit(accountID string, afterSeq uint64, limit int) ([]AuditEvent, error) {
+	if afterSeq == ^uint64(0) {
+		return nil, nil
+	}
+	from := etcdSeqKey(afterSeq + 1)
+	ctx, cancel := s.ctx()
+	defer cancel()
+	var out []AuditEvent
+	decode := func(kv *mvccpb.KeyValue) error {
+		var e AuditEvent
+		if err := json.Unmarshal(kv.Value, &e); err != nil {
+			return fmt.Errorf("control: decode audit %s: %w", kv.Key, err)
+		}
+		out = append(out, e)
+		return nil
+	}
+	if accountID == "" {
+		p := s.key(ekAudit, "")
+		if _, err := s.scan(ctx, "list audit", p+from, clientv3.GetPrefixRangeEnd(p), limit, false, decode); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	kvs, err := s.indexed(ctx, "audit", ekAuditByAcct, ekAudit, accountID, from, limit)
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range kvs {
+		if err := decode(kv); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
