@@ -317,3 +317,30 @@ func TestVisitorCannotSpoofTunnelHeaders(t *testing.T) {
 		t.Errorf("the visitor got the origin's hop-by-hop Keep-Alive %q", v)
 	}
 }
+
+// TestTunnelLimit: the account's tunnel limit (here 2) refuses the next
+// hostname with a permanent error that says what to do; more connections
+// and replicas of a running hostname do not count; once a tunnel stops,
+// another may start.
+func TestTunnelLimit(t *testing.T) {
+	logs := newLogBook(t)
+	te := startEdge(t, logs, edgeOptions{})
+	te.ctl.TunnelLimit = 2
+	b := te.zoneBundle("example.test")
+	origin := startHelloOrigin(t)
+	one := startConnector(t, te, b, connOptions{hostname: "one.example.test", originURL: origin})
+	waitRegistered(t, te, one, "one.example.test")
+	two := startConnector(t, te, b, connOptions{hostname: "two.example.test", originURL: origin})
+	waitRegistered(t, te, two, "two.example.test")
+	replica := startConnector(t, te, b, connOptions{hostname: "two.example.test", originURL: origin,
+		config: func(c *connector.Config) { c.HAConnections = 2 }})
+	waitFor(t, 15*time.Second, "a replica of a running tunnel", func() bool { return replica.c.Registered() == 2 })
+
+	terr := expectRefusal(t, te, b, "three.example.test", tunnel.CodeTunnelLimit)
+	if !strings.Contains(terr.Message, "maximum of 2 tunnels") || !strings.Contains(terr.Message, "stop one") {
+		t.Fatalf("tunnel limit message: %q", terr.Message)
+	}
+	one.stop()
+	three := startConnector(t, te, b, connOptions{hostname: "three.example.test", originURL: origin})
+	waitRegistered(t, te, three, "three.example.test")
+}

@@ -219,7 +219,7 @@ func TestEdgeAndTunnelProcesses(t *testing.T) {
 	connMetrics := freePort(t)
 	tun := start(t, "tunnel", "--hostname", "app.example.test", "--url", originSrv.URL,
 		"--origincert", certFile, "--edge", tunnelAddr, "--metrics", connMetrics, "--log-format", "json")
-	waitReady(t, connMetrics, 1, 15*time.Second)
+	waitReady(t, connMetrics, 4, 15*time.Second)
 
 	status, body, _ := get(t, httpAddr, "app.example.test", "/hi")
 	if status != 200 || !strings.HasPrefix(body, "origin saw GET /hi host=app.example.test xff=127.0.0.1") {
@@ -247,7 +247,7 @@ func TestEdgeAndTunnelProcesses(t *testing.T) {
 		t.Error("the restarted edge initialised itself again")
 	}
 	t0 = time.Now()
-	waitReady(t, connMetrics, 1, 40*time.Second)
+	waitReady(t, connMetrics, 4, 40*time.Second)
 	t.Logf("connector back in %v", time.Since(t0))
 	if status, body, _ := get(t, httpAddr, "app.example.test", "/again"); status != 200 || !strings.Contains(body, "/again") {
 		t.Fatalf("after the edge restart: %d %q", status, body)

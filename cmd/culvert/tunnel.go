@@ -48,7 +48,7 @@ func (o *tunnelOptions) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.grace, "grace-period", 30*time.Second, "how long a shutdown lets in-flight requests finish")
 	fs.StringVar(&o.metricsAddr, "metrics", "127.0.0.1:7847", "address of /metrics, /ready and /healthcheck (empty: off)")
 	fs.DurationVar(&o.pingInterval, "heartbeat-interval", 5*time.Second, "PING the edge after this much silence")
-	fs.IntVar(&o.pingMisses, "heartbeat-count", 5, "unanswered PINGs before the connection is dropped")
+	fs.IntVar(&o.pingMisses, "heartbeat-count", 5, "drop the connection after this many heartbeat intervals without an answer")
 	fs.DurationVar(&o.origin.ConnectTimeout, "proxy-connect-timeout", 30*time.Second, "origin connect timeout")
 	fs.IntVar(&o.origin.KeepAliveConnections, "proxy-keepalive-connections", 100, "idle origin connections kept")
 	fs.DurationVar(&o.origin.KeepAliveTimeout, "proxy-keepalive-timeout", 90*time.Second, "how long an idle origin connection is kept")
