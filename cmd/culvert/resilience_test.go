@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/culvert-tunnel/culvert/control/etcdtest"
 )
 
 // Process-level fault tests: edges and connectors as separate processes,
@@ -454,5 +456,82 @@ func TestKillEdgeUnderLoad(t *testing.T) {
 	}
 	if v := metricValue(t, tun.metrics, "culvert_connector_tunnel_connects_total"); v != 4 {
 		t.Errorf("culvert_connector_tunnel_connects_total = %v, want 4", v)
+	}
+}
+
+// twoEdges starts two edge processes sharing one state in etcd, a zone's
+// cert.pem, and a connector with 4 connections over both (2 on each).
+func twoEdges(t *testing.T, tunnelFlags ...string) (a, b *edgeProc, tun *tunnelProc) {
+	t.Helper()
+	endpoint := etcdtest.Start(t)
+	dir := t.TempDir()
+	store := "--store=etcd://" + endpoint + "/culvert-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "/"
+	a = startEdgeProc(t, filepath.Join(dir, "edge-a"), store, "--location", "region1")
+	b = startEdgeProc(t, filepath.Join(dir, "edge-b"), store, "--location", "region2")
+	cert := a.certFor("example.test", dir)
+	tun = startTunnelProc(t, cert, "app.example.test", helloOrigin(t, "a").URL,
+		[]string{a.tunnelAddr, b.tunnelAddr}, tunnelFlags...)
+	waitReady(t, tun.metrics, 4, 20*time.Second)
+	for _, e := range []*edgeProc{a, b} {
+		if n := metricValue(t, e.mx, "culvert_edge_tunnel_connections"); n != 2 {
+			t.Fatalf("edge %s holds %v tunnel connections, want 2 of the 4", e.tunnelAddr, n)
+		}
+	}
+	return a, b, tun
+}
+
+// TestTwoEdgesKillOne: with two edges, kill -9 of one keeps every request
+// through the other succeeding, and the connector moves the lost
+// connections to the survivor.
+func TestTwoEdgesKillOne(t *testing.T) {
+	a, b, tun := twoEdges(t)
+	l := startLoad(t, "app.example.test", "/", 200, b.httpAddr)
+	time.Sleep(time.Second)
+	a.cmd.Process.Kill()
+	<-a.done
+	noticed := waitTook(t, 5*time.Second, "the connector notices the dead edge", func() bool { return readyCount(tun.metrics) == 2 })
+	moved := waitTook(t, 20*time.Second, "the lost connections move to the other edge", func() bool { return readyCount(tun.metrics) == 4 })
+	t.Logf("connector noticed in %v, all 4 connections up again %v later", noticed.Round(time.Millisecond), moved.Round(time.Millisecond))
+	if n := metricValue(t, b.mx, "culvert_edge_tunnel_connections"); n != 4 {
+		t.Errorf("the surviving edge holds %v tunnel connections, want 4", n)
+	}
+	time.Sleep(time.Second)
+	l.finish()
+	t.Logf("load through the surviving edge: %s", l.report())
+	if l.failed.Load() != 0 || l.ok.Load() < 300 {
+		t.Fatalf("requests through the surviving edge: %s", l.report())
+	}
+}
+
+// TestFrozenEdge: an edge that stops answering (SIGSTOP) is noticed by the
+// heartbeat within interval x misses, and the connector reconnects to the
+// other edge.
+func TestFrozenEdge(t *testing.T) {
+	const interval, misses = time.Second, 3
+	a, b, tun := twoEdges(t, "--heartbeat-interval", interval.String(), "--heartbeat-count", strconv.Itoa(misses))
+	l := startLoad(t, "app.example.test", "/", 200, b.httpAddr)
+	time.Sleep(time.Second)
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer a.cmd.Process.Signal(syscall.SIGCONT)
+	noticed := waitTook(t, 15*time.Second, "the connector notices the frozen edge", func() bool { return readyCount(tun.metrics) == 2 })
+	t.Logf("frozen edge noticed after %v (interval %v x %d misses)", noticed.Round(time.Millisecond), interval, misses)
+	// The heartbeat checks every interval/4; the test polls every 20 ms.
+	if noticed > interval*misses+interval/2+300*time.Millisecond {
+		t.Errorf("the frozen edge was noticed after %v, later than %v x %d", noticed, interval, misses)
+	}
+	moved := waitTook(t, 20*time.Second, "the connections move to the other edge", func() bool { return readyCount(tun.metrics) == 4 })
+	t.Logf("all 4 connections up again %v later", moved.Round(time.Millisecond))
+	if n := metricValue(t, b.mx, "culvert_edge_tunnel_connections"); n != 4 {
+		t.Errorf("the other edge holds %v tunnel connections, want 4", n)
+	}
+	if v := metricValue(t, tun.metrics, `culvert_connector_tunnel_disconnects_total{reason="heartbeat"}`); v != 2 {
+		t.Errorf(`culvert_connector_tunnel_disconnects_total{reason="heartbeat"} = %v, want 2`, v)
+	}
+	l.finish()
+	t.Logf("load through the other edge: %s", l.report())
+	if l.failed.Load() != 0 {
+		t.Fatalf("requests through the other edge failed: %s", l.report())
 	}
 }
