@@ -535,3 +535,36 @@ func TestFrozenEdge(t *testing.T) {
 		t.Fatalf("requests through the other edge failed: %s", l.report())
 	}
 }
+
+// TestEdgeShutdownMovesConnectors: an edge's SIGTERM tells its connectors
+// to move (Drain) before it closes: their connections are on the other
+// edge at once, without a backoff wait, and no request through the other
+// edge fails.
+func TestEdgeShutdownMovesConnectors(t *testing.T) {
+	a, b, tun := twoEdges(t)
+	l := startLoad(t, "app.example.test", "/", 200, b.httpAddr)
+	time.Sleep(time.Second)
+	t0 := time.Now()
+	if err := a.stop(syscall.SIGTERM, 30*time.Second); err != nil {
+		t.Fatalf("edge exit after SIGTERM: %v", err)
+	}
+	t.Logf("edge stopped in %v", time.Since(t0).Round(time.Millisecond))
+	moved := waitTook(t, 10*time.Second, "the connections on the other edge", func() bool {
+		return metricValue(t, b.mx, "culvert_edge_tunnel_connections") == 4
+	})
+	t.Logf("all 4 connections on the other edge %v after the first edge exited", moved.Round(time.Millisecond))
+	if moved > time.Second {
+		t.Errorf("the drained connections took %v to move: they should not wait for a backoff", moved)
+	}
+	if v := metricValue(t, tun.metrics, `culvert_connector_tunnel_disconnects_total{reason="edge_drain"}`); v != 2 {
+		t.Errorf(`culvert_connector_tunnel_disconnects_total{reason="edge_drain"} = %v, want 2`, v)
+	}
+	if n := readyCount(tun.metrics); n != 4 {
+		t.Errorf("/ready reports %d connections, want 4", n)
+	}
+	time.Sleep(500 * time.Millisecond)
+	l.finish()
+	if l.failed.Load() != 0 {
+		t.Fatalf("requests through the other edge failed: %s", l.report())
+	}
+}
