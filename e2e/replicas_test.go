@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/culvert-tunnel/culvert/dataplane/connector"
+	"github.com/culvert-tunnel/culvert/dataplane/edge"
 	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
 )
 
@@ -93,5 +98,47 @@ func TestReplicas(t *testing.T) {
 	}
 	if n := te.e.LiveConnections(host); n != 2 {
 		t.Fatalf("live connections after replica a stopped: %d, want 2", n)
+	}
+}
+
+// slowFirstRegistrar records the order of registrations and holds
+// connection 0's for a while, so a sibling that did not wait would show.
+type slowFirstRegistrar struct {
+	edge.Registrar
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *slowFirstRegistrar) Register(ctx context.Context, cert *x509.Certificate, m *tunnel.Register) (*edge.Registration, *tunnel.Error) {
+	r.mu.Lock()
+	r.events = append(r.events, fmt.Sprintf("start %d", m.ConnIndex))
+	r.mu.Unlock()
+	if m.ConnIndex == 0 {
+		time.Sleep(300 * time.Millisecond)
+	}
+	reg, err := r.Registrar.Register(ctx, cert, m)
+	r.mu.Lock()
+	r.events = append(r.events, fmt.Sprintf("end %d", m.ConnIndex))
+	r.mu.Unlock()
+	return reg, err
+}
+
+// TestConnectionZeroRegistersFirst: of a connector's HA connections,
+// connection 0 registers first; the others start once it has.
+func TestConnectionZeroRegistersFirst(t *testing.T) {
+	logs := newLogBook(t)
+	rec := &slowFirstRegistrar{}
+	te := startEdge(t, logs, edgeOptions{config: func(c *edge.Config) {
+		rec.Registrar = c.Registrar
+		c.Registrar = rec
+	}})
+	b := te.zoneBundle("example.test")
+	c := startConnector(t, te, b, connOptions{hostname: "app.example.test", originURL: startHelloOrigin(t),
+		config: func(c *connector.Config) { c.HAConnections = 4 }})
+	waitFor(t, 15*time.Second, "4 connections registered", func() bool { return c.c.Registered() == 4 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.events) != 8 || rec.events[0] != "start 0" || rec.events[1] != "end 0" {
+		t.Fatalf("registrations: %v; want connection 0's to start and end before any other", rec.events)
 	}
 }

@@ -568,3 +568,40 @@ func TestEdgeShutdownMovesConnectors(t *testing.T) {
 		t.Fatalf("requests through the other edge failed: %s", l.report())
 	}
 }
+
+// TestSecondSignalExitsAtOnce: the first SIGTERM waits for the request in
+// flight (up to --grace-period); a second one ends the process at once.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	edge := startEdgeProc(t, filepath.Join(dir, "edge"))
+	cert := edge.certFor("example.test", dir)
+	const host = "app.example.test"
+	tun := startTunnelProc(t, cert, host, helloOrigin(t, "a").URL, []string{edge.tunnelAddr}, "--grace-period", "60s")
+	waitReady(t, tun.metrics, 4, 20*time.Second)
+	d := startDownload(edge.httpAddr, host)
+	select {
+	case <-d.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the download did not start")
+	}
+	tun.cmd.Process.Signal(syscall.SIGTERM)
+	waitTook(t, 5*time.Second, "the connector unregisters", func() bool { return readyCount(tun.metrics) == 0 })
+	select {
+	case <-tun.done:
+		t.Fatal("the connector exited on the first signal with a request in flight")
+	case <-time.After(300 * time.Millisecond):
+	}
+	t0 := time.Now()
+	err := tun.stop(syscall.SIGTERM, 5*time.Second)
+	t.Logf("exited %v after the second signal: %v", time.Since(t0).Round(time.Millisecond), err)
+	if time.Since(t0) > time.Second {
+		t.Errorf("the second signal took %v to end the process", time.Since(t0))
+	}
+	if !strings.Contains(tun.output(), "second signal, exiting now") {
+		t.Errorf("no word of the second signal in the output:\n%s", tun.output())
+	}
+	<-d.done
+	if d.err == nil {
+		t.Error("the download cut by the exit reports no error")
+	}
+}
