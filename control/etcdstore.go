@@ -12,12 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+	"github.com/culvert-tunnel/culvert/control/etcdv3"
 )
 
 // DefaultEtcdPrefix is the key prefix of an EtcdStore whose config names
@@ -33,14 +28,15 @@ const (
 // EtcdConfig says how to reach the etcd cluster of an EtcdStore.
 type EtcdConfig struct {
 	// Endpoints are the cluster's client addresses, "host:port" (or
-	// "https://host:port" with TLS).
+	// "https://host:port" with TLS), tried in turn when one cannot be
+	// reached.
 	Endpoints []string
 	// Prefix starts every key of the store (DefaultEtcdPrefix if empty);
 	// a "/" is added at the end if missing. Edges sharing one state use
 	// the same prefix; different prefixes are independent states.
 	Prefix string
-	// DialTimeout bounds the connection to the cluster
-	// (DefaultEtcdDialTimeout if 0).
+	// DialTimeout bounds the connection (TCP connect and TLS handshake)
+	// to one endpoint (DefaultEtcdDialTimeout if 0).
 	DialTimeout time.Duration
 	// RequestTimeout bounds every Store call, retries included
 	// (DefaultEtcdRequestTimeout if 0): a cluster that does not answer
@@ -80,7 +76,7 @@ type EtcdConfig struct {
 // compaction, backups, authentication setup) either: that is the
 // operator's etcd.
 type EtcdStore struct {
-	cli       *clientv3.Client
+	cli       *etcdv3.Client
 	endpoints string
 	prefix    string
 	timeout   time.Duration
@@ -157,29 +153,16 @@ func OpenEtcd(cfg EtcdConfig) (*EtcdStore, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultEtcdRequestTimeout
 	}
-	cli, err := clientv3.New(clientv3.Config{
+	// The client speaks etcd's HTTP/JSON gateway (no gRPC): a call after
+	// an outage connects again at once, the next endpoint is tried when
+	// one cannot be reached, and a dead connection under the watch is
+	// found by TCP keepalives within seconds, so that the watch moves on.
+	cli, err := etcdv3.New(etcdv3.Config{
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: cfg.DialTimeout,
 		TLS:         cfg.TLS,
 		Username:    cfg.Username,
 		Password:    cfg.Password,
-		// Failures reach the caller as errors; the client's own log
-		// would only repeat them on stderr.
-		Logger: zap.NewNop(),
-		// Detect a dead connection, so that the watch moves on.
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: 3 * time.Second,
-		// Reconnect within seconds of the cluster coming back, even
-		// after a long outage (gRPC's own backoff grows to 2 minutes).
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{
-				BaseDelay:  250 * time.Millisecond,
-				Multiplier: 1.6,
-				Jitter:     0.2,
-				MaxDelay:   3 * time.Second,
-			},
-			MinConnectTimeout: cfg.DialTimeout,
-		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("control: etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
@@ -257,23 +240,23 @@ func (s *EtcdStore) acctIdx(kind, acct, k string) string {
 
 func etcdSeqKey(seq uint64) string { return fmt.Sprintf("%016x", seq) }
 
-func absent(key string) clientv3.Cmp {
-	return clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+func absent(key string) etcdv3.Cmp {
+	return etcdv3.Compare(etcdv3.CreateRevision(key), "=", 0)
 }
 
-func unchanged(kv *mvccpb.KeyValue) clientv3.Cmp {
-	return clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)
+func unchanged(kv *etcdv3.KeyValue) etcdv3.Cmp {
+	return etcdv3.Compare(etcdv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)
 }
 
-func putJSONOp(key string, v any) (clientv3.Op, error) {
+func putJSONOp(key string, v any) (etcdv3.Op, error) {
 	data, err := json.Marshal(v)
 	if err != nil {
-		return clientv3.Op{}, err
+		return etcdv3.Op{}, err
 	}
-	return clientv3.OpPut(key, string(data)), nil
+	return etcdv3.OpPut(key, string(data)), nil
 }
 
-func decodeKV(kv *mvccpb.KeyValue, what, name string, v any) error {
+func decodeKV(kv *etcdv3.KeyValue, what, name string, v any) error {
 	if err := json.Unmarshal(kv.Value, v); err != nil {
 		return fmt.Errorf("control: decode %s %q: %w", what, name, err)
 	}
@@ -282,22 +265,22 @@ func decodeKV(kv *mvccpb.KeyValue, what, name string, v any) error {
 
 // read returns the key-values of keys (nil for an absent one), read in one
 // transaction: one round trip, one revision.
-func (s *EtcdStore) read(ctx context.Context, what string, keys ...string) ([]*mvccpb.KeyValue, error) {
+func (s *EtcdStore) read(ctx context.Context, what string, keys ...string) ([]*etcdv3.KeyValue, error) {
 	kvs, _, err := s.readRev(ctx, what, keys...)
 	return kvs, err
 }
 
 // readRev is read that also returns the revision read.
-func (s *EtcdStore) readRev(ctx context.Context, what string, keys ...string) ([]*mvccpb.KeyValue, int64, error) {
-	ops := make([]clientv3.Op, len(keys))
+func (s *EtcdStore) readRev(ctx context.Context, what string, keys ...string) ([]*etcdv3.KeyValue, int64, error) {
+	ops := make([]etcdv3.Op, len(keys))
 	for i, k := range keys {
-		ops[i] = clientv3.OpGet(k)
+		ops[i] = etcdv3.OpGet(k)
 	}
 	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, 0, s.fail(ctx, what, err)
 	}
-	out := make([]*mvccpb.KeyValue, len(keys))
+	out := make([]*etcdv3.KeyValue, len(keys))
 	for i, r := range resp.Responses {
 		if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
 			out[i] = kvs[0]
@@ -319,7 +302,7 @@ var (
 // condition fails (another writer came between the read and the write) it
 // is run again, within the call's timeout. plan returning errDone ends the
 // update with no write and no error; errRetry runs it again at once.
-func (s *EtcdStore) update(ctx context.Context, what string, plan func() ([]clientv3.Cmp, []clientv3.Op, error)) error {
+func (s *EtcdStore) update(ctx context.Context, what string, plan func() ([]etcdv3.Cmp, []etcdv3.Op, error)) error {
 	for {
 		cmps, ops, err := plan()
 		if errors.Is(err, errDone) {
@@ -350,7 +333,7 @@ func (s *EtcdStore) update(ctx context.Context, what string, plan func() ([]clie
 // scan calls fn with each key-value in [from, end), in key order, at most
 // limit of them (all if limit <= 0), reading pages at one revision. It
 // returns that revision.
-func (s *EtcdStore) scan(ctx context.Context, what, from, end string, limit int, keysOnly bool, fn func(kv *mvccpb.KeyValue) error) (int64, error) {
+func (s *EtcdStore) scan(ctx context.Context, what, from, end string, limit int, keysOnly bool, fn func(kv *etcdv3.KeyValue) error) (int64, error) {
 	var rev int64
 	n := 0
 	for {
@@ -358,12 +341,12 @@ func (s *EtcdStore) scan(ctx context.Context, what, from, end string, limit int,
 		if limit > 0 && limit-n < page {
 			page = limit - n
 		}
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(page))}
+		opts := []etcdv3.OpOption{etcdv3.WithRange(end), etcdv3.WithLimit(int64(page))}
 		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+			opts = append(opts, etcdv3.WithRev(rev))
 		}
 		if keysOnly {
-			opts = append(opts, clientv3.WithKeysOnly())
+			opts = append(opts, etcdv3.WithKeysOnly())
 		}
 		resp, err := s.cli.Get(ctx, from, opts...)
 		if err != nil {
@@ -386,8 +369,8 @@ func (s *EtcdStore) scan(ctx context.Context, what, from, end string, limit int,
 }
 
 // scanPrefix is scan over every key starting with prefix.
-func (s *EtcdStore) scanPrefix(ctx context.Context, what, prefix string, fn func(kv *mvccpb.KeyValue) error) (int64, error) {
-	return s.scan(ctx, what, prefix, clientv3.GetPrefixRangeEnd(prefix), 0, false, fn)
+func (s *EtcdStore) scanPrefix(ctx context.Context, what, prefix string, fn func(kv *etcdv3.KeyValue) error) (int64, error) {
+	return s.scan(ctx, what, prefix, etcdv3.PrefixRangeEnd(prefix), 0, false, fn)
 }
 
 // etcdListAll decodes every value under kind.
@@ -396,7 +379,7 @@ func etcdListAll[T any](s *EtcdStore, kind, what string, keep func(*T) bool) ([]
 	defer cancel()
 	var out []T
 	p := s.prefix + kind
-	_, err := s.scanPrefix(ctx, "list "+what+"s", p, func(kv *mvccpb.KeyValue) error {
+	_, err := s.scanPrefix(ctx, "list "+what+"s", p, func(kv *etcdv3.KeyValue) error {
 		var x T
 		if err := decodeKV(kv, what, strings.TrimPrefix(string(kv.Key), p), &x); err != nil {
 			return err
@@ -417,37 +400,37 @@ func etcdListAll[T any](s *EtcdStore, kind, what string, keep func(*T) bool) ([]
 // the values of those entities under kind, at the index's revision: a
 // consistent snapshot, as one bbolt transaction gives. A value compacted
 // away in between makes it start again.
-func (s *EtcdStore) indexed(ctx context.Context, what, idx, kind, acct, from string, limit int) ([]*mvccpb.KeyValue, error) {
+func (s *EtcdStore) indexed(ctx context.Context, what, idx, kind, acct, from string, limit int) ([]*etcdv3.KeyValue, error) {
 	for {
 		out, err := s.indexedAt(ctx, what, idx, kind, acct, from, limit)
-		if errors.Is(err, rpctypes.ErrCompacted) && ctx.Err() == nil {
+		if errors.Is(err, etcdv3.ErrCompacted) && ctx.Err() == nil {
 			continue
 		}
 		return out, err
 	}
 }
 
-func (s *EtcdStore) indexedAt(ctx context.Context, what, idx, kind, acct, from string, limit int) ([]*mvccpb.KeyValue, error) {
+func (s *EtcdStore) indexedAt(ctx context.Context, what, idx, kind, acct, from string, limit int) ([]*etcdv3.KeyValue, error) {
 	p := s.acctIdx(idx, acct, "")
 	var keys []string
-	rev, err := s.scan(ctx, "list "+what+"s", p+from, clientv3.GetPrefixRangeEnd(p), limit, true, func(kv *mvccpb.KeyValue) error {
+	rev, err := s.scan(ctx, "list "+what+"s", p+from, etcdv3.PrefixRangeEnd(p), limit, true, func(kv *etcdv3.KeyValue) error {
 		keys = append(keys, strings.TrimPrefix(string(kv.Key), p))
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*mvccpb.KeyValue, 0, len(keys))
+	out := make([]*etcdv3.KeyValue, 0, len(keys))
 	for len(keys) > 0 {
 		batch := keys[:min(len(keys), etcdTxnOps)]
 		keys = keys[len(batch):]
-		ops := make([]clientv3.Op, len(batch))
+		ops := make([]etcdv3.Op, len(batch))
 		for i, k := range batch {
-			ops[i] = clientv3.OpGet(s.key(kind, k), clientv3.WithRev(rev))
+			ops[i] = etcdv3.OpGet(s.key(kind, k), etcdv3.WithRev(rev))
 		}
 		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
-			if errors.Is(err, rpctypes.ErrCompacted) {
+			if errors.Is(err, etcdv3.ErrCompacted) {
 				return nil, err
 			}
 			return nil, s.fail(ctx, "list "+what+"s", err)
@@ -510,8 +493,8 @@ func (s *EtcdStore) byIndex(idxKey, kind, what string, notFound error, v any) er
 			return notFound
 		}
 		id := string(kvs[0].Value)
-		resp, err := s.cli.Get(ctx, s.key(kind, id), clientv3.WithRev(rev))
-		if errors.Is(err, rpctypes.ErrCompacted) && ctx.Err() == nil {
+		resp, err := s.cli.Get(ctx, s.key(kind, id), etcdv3.WithRev(rev))
+		if errors.Is(err, etcdv3.ErrCompacted) && ctx.Err() == nil {
 			continue // compacted in between: read both again
 		}
 		if err != nil {
@@ -554,8 +537,8 @@ func (s *EtcdStore) initSchema() error {
 	defer cancel()
 	k := s.key(ekSchema, "")
 	resp, err := s.cli.Txn(ctx).If(absent(k)).
-		Then(clientv3.OpPut(k, strconv.Itoa(SchemaVersion))).
-		Else(clientv3.OpGet(k)).Commit()
+		Then(etcdv3.OpPut(k, strconv.Itoa(SchemaVersion))).
+		Else(etcdv3.OpGet(k)).Commit()
 	if err != nil {
 		return s.fail(ctx, "open "+s.prefix, err)
 	}
@@ -613,8 +596,8 @@ func (s *EtcdStore) PutMetaIfAbsent(key string, val []byte) ([]byte, error) {
 	k := s.key(ekMeta, key)
 	for {
 		resp, err := s.cli.Txn(ctx).If(absent(k)).
-			Then(clientv3.OpPut(k, string(val))).
-			Else(clientv3.OpGet(k)).Commit()
+			Then(etcdv3.OpPut(k, string(val))).
+			Else(etcdv3.OpGet(k)).Commit()
 		if err != nil {
 			return nil, s.fail(ctx, "put meta", err)
 		}
@@ -637,7 +620,7 @@ func (s *EtcdStore) CreateAccount(a Account) (Account, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	in := a
-	err := s.update(ctx, "create account", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+	err := s.update(ctx, "create account", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
 		a = in
 		id, err := s.freshID(ctx, ekAccounts, "account", a.ID)
 		if err != nil {
@@ -649,7 +632,7 @@ func (s *EtcdStore) CreateAccount(a Account) (Account, error) {
 		}
 		k := s.key(ekAccounts, a.ID)
 		put, err := putJSONOp(k, a)
-		return []clientv3.Cmp{absent(k)}, []clientv3.Op{put}, err
+		return []etcdv3.Cmp{absent(k)}, []etcdv3.Op{put}, err
 	})
 	if err != nil {
 		return Account{}, err
@@ -687,7 +670,7 @@ func (s *EtcdStore) CreateUser(u User) (User, string, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	in := u
-	err = s.update(ctx, "create user", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+	err = s.update(ctx, "create user", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
 		u = in
 		id, err := s.freshID(ctx, ekUsers, "user", u.ID)
 		if err != nil {
@@ -701,8 +684,8 @@ func (s *EtcdStore) CreateUser(u User) (User, string, error) {
 		}
 		k, idx := s.key(ekUsers, u.ID), s.key(ekUsersByToken, hash)
 		put, err := putJSONOp(k, u)
-		return []clientv3.Cmp{absent(k), absent(idx)},
-			[]clientv3.Op{put, clientv3.OpPut(idx, u.ID)}, err
+		return []etcdv3.Cmp{absent(k), absent(idx)},
+			[]etcdv3.Op{put, etcdv3.OpPut(idx, u.ID)}, err
 	})
 	if err != nil {
 		return User{}, "", err
@@ -739,7 +722,7 @@ func (s *EtcdStore) RollUserToken(userID string) (string, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	k := s.key(ekUsers, userID)
-	err = s.update(ctx, "roll user token", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+	err = s.update(ctx, "roll user token", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
 		kvs, err := s.read(ctx, "roll user token", k)
 		if err != nil {
 			return nil, nil, err
@@ -751,16 +734,16 @@ func (s *EtcdStore) RollUserToken(userID string) (string, error) {
 		if err := decodeKV(kvs[0], "user", userID, &u); err != nil {
 			return nil, nil, err
 		}
-		var ops []clientv3.Op
+		var ops []etcdv3.Op
 		if u.TokenHash != "" {
-			ops = append(ops, clientv3.OpDelete(s.key(ekUsersByToken, u.TokenHash)))
+			ops = append(ops, etcdv3.OpDelete(s.key(ekUsersByToken, u.TokenHash)))
 		}
 		u.TokenHash = hash
 		u.KeyVersion++
 		idx := s.key(ekUsersByToken, hash)
 		put, err := putJSONOp(k, u)
-		ops = append(ops, clientv3.OpPut(idx, u.ID), put)
-		return []clientv3.Cmp{unchanged(kvs[0]), absent(idx)}, ops, err
+		ops = append(ops, etcdv3.OpPut(idx, u.ID), put)
+		return []etcdv3.Cmp{unchanged(kvs[0]), absent(idx)}, ops, err
 	})
 	if err != nil {
 		return "", err
@@ -782,7 +765,7 @@ func (s *EtcdStore) UpdateUser(u User) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	k := s.key(ekUsers, u.ID)
-	return s.update(ctx, "update user", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+	return s.update(ctx, "update user", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
 		kvs, err := s.read(ctx, "update user", k)
 		if err != nil {
 			return nil, nil, err
@@ -796,7 +779,7 @@ func (s *EtcdStore) UpdateUser(u User) error {
 		}
 		old.Name, old.Role, old.Service = u.Name, u.Role, u.Service
 		put, err := putJSONOp(k, old)
-		return []clientv3.Cmp{unchanged(kvs[0])}, []clientv3.Op{put}, err
+		return []etcdv3.Cmp{unchanged(kvs[0])}, []etcdv3.Op{put}, err
 	})
 }
 
@@ -814,7 +797,7 @@ func (s *EtcdStore) CreateZone(z Zone) (Zone, error) {
 	defer cancel()
 	in := z
 	idx := s.key(ekZonesByName, z.Name)
-	err := s.update(ctx, "create zone", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+	err := s.update(ctx, "create zone", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
 		z = in
 		kvs, err := s.read(ctx, "create zone", idx)
 		if err != nil {
@@ -833,8 +816,8 @@ func (s *EtcdStore) CreateZone(z Zone) (Zone, error) {
 		}
 		k := s.key(ekZones, z.ID)
 		put, err := putJSONOp(k, z)
-		return []clientv3.Cmp{absent(idx), absent(k)},
-			[]clientv3.Op{clientv3.OpPut(idx, z.ID), put}, err
+		return []etcdv3.Cmp{absent(idx), absent(k)},
+			[]etcdv3.Op{etcdv3.OpPut(idx, z.ID), put}, err
 	})
 	if err != nil {
 		return Zone{}, err
@@ -888,14 +871,14 @@ func (s *EtcdStore) PutCert(c CertRecord) error {
 	defer cancel()
 	in := c
 	k := s.key(ekCerts, c.Serial)
-	err := s.update(ctx, "put cert", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+	err := s.update(ctx, "put cert", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
 		c = in
 		kvs, err := s.read(ctx, "put cert", k)
 		if err != nil {
 			return nil, nil, err
 		}
-		var cmps []clientv3.Cmp
-		var ops []clientv3.Op
+		var cmps []etcdv3.Cmp
+		var ops []etcdv3.Op
 		if kv := kvs[0]; kv != nil {
 			var old CertRecord
 			if err := decodeKV(kv, "cert", c.Serial, &old); err != nil {
@@ -905,14 +888,14 @@ func (s *EtcdStore) PutCert(c CertRecord) error {
 				c.Revoked, c.RevokedAt = true, old.RevokedAt
 			}
 			if old.AccountID != c.AccountID {
-				ops = append(ops, clientv3.OpDelete(s.acctIdx(ekCertsByAcct, old.AccountID, c.Serial)))
+				ops = append(ops, etcdv3.OpDelete(s.acctIdx(ekCertsByAcct, old.AccountID, c.Serial)))
 			}
 			cmps = append(cmps, unchanged(kv))
 		} else {
 			cmps = append(cmps, absent(k))
 		}
 		put, err := putJSONOp(k, c)
-		ops = append(ops, clientv3.OpPut(s.acctIdx(ekCertsByAcct, c.AccountID, c.Serial), ""), put)
+		ops = append(ops, etcdv3.OpPut(s.acctIdx(ekCertsByAcct, c.AccountID, c.Serial), ""), put)
 		return cmps, ops, err
 	})
 	if err != nil {
@@ -938,7 +921,7 @@ func (s *EtcdStore) RevokeCert(serial string, at time.Time) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	k := s.key(ekCerts, serial)
-	err := s.update(ctx, "revoke cert", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+	err := s.update(ctx, "revoke cert", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
 		kvs, err := s.read(ctx, "revoke cert", k)
 		if err != nil {
 			return nil, nil, err
@@ -955,7 +938,7 @@ func (s *EtcdStore) RevokeCert(serial string, at time.Time) error {
 		}
 		c.Revoked, c.RevokedAt = true, at
 		put, err := putJSONOp(k, c)
-		return []clientv3.Cmp{unchanged(kvs[0])}, []clientv3.Op{put}, err
+		return []etcdv3.Cmp{unchanged(kvs[0])}, []etcdv3.Op{put}, err
 	})
 	if err != nil {
 		return err
@@ -1004,7 +987,7 @@ func (s *EtcdStore) markRevoked(serial string) {
 // the revision read.
 func (s *EtcdStore) loadRevoked(ctx context.Context) (int64, error) {
 	found := make(map[string]struct{})
-	rev, err := s.scanPrefix(ctx, "load revoked certs", s.prefix+ekCerts, func(kv *mvccpb.KeyValue) error {
+	rev, err := s.scanPrefix(ctx, "load revoked certs", s.prefix+ekCerts, func(kv *etcdv3.KeyValue) error {
 		var c CertRecord
 		if err := decodeKV(kv, "cert", strings.TrimPrefix(string(kv.Key), s.prefix+ekCerts), &c); err != nil {
 			return err
@@ -1040,9 +1023,18 @@ func (s *EtcdStore) watchRevoked(rev int64) {
 	defer close(s.done)
 	p := s.prefix + ekCerts
 	for {
+		started := time.Now()
 		s.watchFrom(p, rev)
 		// The watch broke: reload, with a short backoff while the
-		// cluster does not answer.
+		// cluster does not answer, or refuses watches as soon as they
+		// start.
+		if time.Since(started) < time.Second {
+			select {
+			case <-s.base.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 		backoff := 100 * time.Millisecond
 		for {
 			if s.base.Err() != nil {
@@ -1068,17 +1060,17 @@ func (s *EtcdStore) watchRevoked(rev int64) {
 // watchFrom watches the certificates after revision rev until the watch
 // ends.
 func (s *EtcdStore) watchFrom(p string, rev int64) {
-	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(s.base))
+	ctx, cancel := context.WithCancel(etcdv3.WithRequireLeader(s.base))
 	defer cancel()
 	s.watchMu.Lock()
 	s.stopWatch = cancel
 	s.watchMu.Unlock()
-	for resp := range s.cli.Watch(ctx, p, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+	for resp := range s.cli.Watch(ctx, p, etcdv3.WithPrefix(), etcdv3.WithRev(rev+1)) {
 		if resp.Err() != nil || resp.Canceled {
 			return
 		}
 		for _, ev := range resp.Events {
-			if ev.Type != mvccpb.PUT {
+			if ev.Type != etcdv3.EventPut {
 				continue
 			}
 			var c CertRecord
@@ -1113,14 +1105,14 @@ func (s *EtcdStore) PutTunnel(t Tunnel) (Tunnel, error) {
 	defer cancel()
 	in := t
 	byHost := s.key(ekTunnelsByHost, t.Hostname)
-	err := s.update(ctx, "put tunnel", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+	err := s.update(ctx, "put tunnel", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
 		t = in
 		kvs, err := s.read(ctx, "put tunnel", byHost)
 		if err != nil {
 			return nil, nil, err
 		}
-		var cmps []clientv3.Cmp
-		var ops []clientv3.Op
+		var cmps []etcdv3.Cmp
+		var ops []etcdv3.Op
 		if kvs[0] != nil {
 			// The hostname's entry and its tunnel, read together.
 			id := string(kvs[0].Value)
@@ -1141,7 +1133,7 @@ func (s *EtcdStore) PutTunnel(t Tunnel) (Tunnel, error) {
 			}
 			t.ID, t.Created = old.ID, old.Created
 			if old.AccountID != t.AccountID {
-				ops = append(ops, clientv3.OpDelete(s.acctIdx(ekTunnelsByAcct, old.AccountID, t.ID)))
+				ops = append(ops, etcdv3.OpDelete(s.acctIdx(ekTunnelsByAcct, old.AccountID, t.ID)))
 			}
 			cmps = append(cmps, unchanged(hkv), unchanged(tkv))
 		} else {
@@ -1154,10 +1146,10 @@ func (s *EtcdStore) PutTunnel(t Tunnel) (Tunnel, error) {
 				t.Created = now()
 			}
 			cmps = append(cmps, absent(byHost), absent(s.key(ekTunnels, t.ID)))
-			ops = append(ops, clientv3.OpPut(byHost, t.ID))
+			ops = append(ops, etcdv3.OpPut(byHost, t.ID))
 		}
 		put, err := putJSONOp(s.key(ekTunnels, t.ID), t)
-		ops = append(ops, clientv3.OpPut(s.acctIdx(ekTunnelsByAcct, t.AccountID, t.ID), ""), put)
+		ops = append(ops, etcdv3.OpPut(s.acctIdx(ekTunnelsByAcct, t.AccountID, t.ID), ""), put)
 		return cmps, ops, err
 	})
 	if err != nil {
@@ -1190,7 +1182,7 @@ func (s *EtcdStore) DeleteTunnel(id string) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	k := s.key(ekTunnels, id)
-	return s.update(ctx, "delete tunnel", func() ([]clientv3.Cmp, []clientv3.Op, error) {
+	return s.update(ctx, "delete tunnel", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
 		kvs, err := s.read(ctx, "delete tunnel", k)
 		if err != nil {
 			return nil, nil, err
@@ -1202,10 +1194,10 @@ func (s *EtcdStore) DeleteTunnel(id string) error {
 		if err := decodeKV(kvs[0], "tunnel", id, &t); err != nil {
 			return nil, nil, err
 		}
-		return []clientv3.Cmp{unchanged(kvs[0])}, []clientv3.Op{
-			clientv3.OpDelete(s.key(ekTunnelsByHost, t.Hostname)),
-			clientv3.OpDelete(s.acctIdx(ekTunnelsByAcct, t.AccountID, t.ID)),
-			clientv3.OpDelete(k),
+		return []etcdv3.Cmp{unchanged(kvs[0])}, []etcdv3.Op{
+			etcdv3.OpDelete(s.key(ekTunnelsByHost, t.Hostname)),
+			etcdv3.OpDelete(s.acctIdx(ekTunnelsByAcct, t.AccountID, t.ID)),
+			etcdv3.OpDelete(k),
 		}, nil
 	})
 }
@@ -1219,7 +1211,7 @@ func (s *EtcdStore) CountTunnels(accountID string) (int, error) {
 	if accountID != "" {
 		p = s.acctIdx(ekTunnelsByAcct, accountID, "")
 	}
-	resp, err := s.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := s.cli.Get(ctx, p, etcdv3.WithPrefix(), etcdv3.WithCountOnly())
 	if err != nil {
 		return 0, s.fail(ctx, "count tunnels", err)
 	}
@@ -1249,17 +1241,17 @@ func (s *EtcdStore) AppendAudit(e AuditEvent) (AuditEvent, error) {
 		e.Seq = s.seq + 1
 		cmp := absent(ck)
 		if s.seqRev != 0 {
-			cmp = clientv3.Compare(clientv3.ModRevision(ck), "=", s.seqRev)
+			cmp = etcdv3.Compare(etcdv3.ModRevision(ck), "=", s.seqRev)
 		}
 		put, err := putJSONOp(s.key(ekAudit, etcdSeqKey(e.Seq)), e)
 		if err != nil {
 			return AuditEvent{}, err
 		}
 		resp, err := s.cli.Txn(ctx).If(cmp).Then(
-			clientv3.OpPut(ck, strconv.FormatUint(e.Seq, 10)),
-			clientv3.OpPut(s.acctIdx(ekAuditByAcct, e.AccountID, etcdSeqKey(e.Seq)), ""),
+			etcdv3.OpPut(ck, strconv.FormatUint(e.Seq, 10)),
+			etcdv3.OpPut(s.acctIdx(ekAuditByAcct, e.AccountID, etcdSeqKey(e.Seq)), ""),
 			put,
-		).Else(clientv3.OpGet(ck)).Commit()
+		).Else(etcdv3.OpGet(ck)).Commit()
 		if err != nil {
 			return AuditEvent{}, s.fail(ctx, "append audit", err)
 		}
@@ -1291,7 +1283,7 @@ func (s *EtcdStore) ListAudit(accountID string, afterSeq uint64, limit int) ([]A
 	ctx, cancel := s.ctx()
 	defer cancel()
 	var out []AuditEvent
-	decode := func(kv *mvccpb.KeyValue) error {
+	decode := func(kv *etcdv3.KeyValue) error {
 		var e AuditEvent
 		if err := json.Unmarshal(kv.Value, &e); err != nil {
 			return fmt.Errorf("control: decode audit %s: %w", kv.Key, err)
@@ -1301,7 +1293,7 @@ func (s *EtcdStore) ListAudit(accountID string, afterSeq uint64, limit int) ([]A
 	}
 	if accountID == "" {
 		p := s.key(ekAudit, "")
-		if _, err := s.scan(ctx, "list audit", p+from, clientv3.GetPrefixRangeEnd(p), limit, false, decode); err != nil {
+		if _, err := s.scan(ctx, "list audit", p+from, etcdv3.PrefixRangeEnd(p), limit, false, decode); err != nil {
 			return nil, err
 		}
 		return out, nil

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/culvert-tunnel/culvert/control/etcdtest"
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"github.com/culvert-tunnel/culvert/control/etcdv3"
 )
 
 // sharedEtcd is one etcd server for the package's tests, started by the
@@ -94,7 +94,7 @@ func openEtcdTest(t testing.TB) *testStore {
 			t.Helper()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
+			resp, err := s.cli.Get(ctx, prefix, etcdv3.WithPrefix())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -314,7 +314,7 @@ func TestEtcdListPages(t *testing.T) {
 	const n = etcdPage + etcdTxnOps + 7
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ops := make([]clientv3.Op, 0, etcdTxnOps)
+	ops := make([]etcdv3.Op, 0, etcdTxnOps)
 	flush := func() {
 		if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
 			t.Fatal(err)
@@ -327,7 +327,7 @@ func TestEtcdListPages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ops = append(ops, put, clientv3.OpPut(s.acctIdx(ekCertsByAcct, "a", c.Serial), ""))
+		ops = append(ops, put, etcdv3.OpPut(s.acctIdx(ekCertsByAcct, "a", c.Serial), ""))
 		if len(ops) >= etcdTxnOps-1 {
 			flush()
 		}
