@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/culvert-tunnel/culvert/control/etcdv3"
@@ -87,9 +86,8 @@ type EtcdStore struct {
 	done   chan struct{} // closed when the watch goroutine is gone
 	closed sync.Once
 
-	// revoked is the set of revoked serials, replaced whole (copy on
-	// write), as in BoltStore.
-	revoked atomic.Pointer[map[string]struct{}]
+	// revoked is loaded at open and kept current by the watch.
+	revoked revokedSet
 	// watchMu guards stopWatch, which ends the current watch (the
 	// reload and a new watch follow, as after a break).
 	watchMu   sync.Mutex
@@ -175,8 +173,6 @@ func OpenEtcd(cfg EtcdConfig) (*EtcdStore, error) {
 		done:      make(chan struct{}),
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
-	empty := map[string]struct{}{}
-	s.revoked.Store(&empty)
 	fail := func(err error) (*EtcdStore, error) {
 		s.cancel()
 		cli.Close()
@@ -902,7 +898,7 @@ func (s *EtcdStore) PutCert(c CertRecord) error {
 		return err
 	}
 	if c.Revoked {
-		s.markRevoked(c.Serial)
+		s.revoked.add(c.Serial)
 	}
 	return nil
 }
@@ -943,7 +939,7 @@ func (s *EtcdStore) RevokeCert(serial string, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.markRevoked(serial)
+	s.revoked.add(serial)
 	return nil
 }
 
@@ -952,8 +948,7 @@ func (s *EtcdStore) RevokeCert(serial string, at time.Time) error {
 // fails; while the cluster is unreachable it answers with what it last
 // knew.
 func (s *EtcdStore) IsRevoked(serial string) (bool, error) {
-	_, ok := (*s.revoked.Load())[normSerial(serial)]
-	return ok, nil
+	return s.revoked.has(normSerial(serial)), nil
 }
 
 // ListCerts returns the account's certificates ("" = all) in serial order.
@@ -964,55 +959,26 @@ func (s *EtcdStore) ListCerts(accountID string) ([]CertRecord, error) {
 	return etcdListIndexed[CertRecord](s, ekCertsByAcct, ekCerts, "cert", accountID)
 }
 
-// markRevoked adds serial to the in-memory set.
-func (s *EtcdStore) markRevoked(serial string) {
-	for {
-		old := s.revoked.Load()
-		if _, ok := (*old)[serial]; ok {
-			return
-		}
-		set := make(map[string]struct{}, len(*old)+1)
-		for k := range *old {
-			set[k] = struct{}{}
-		}
-		set[serial] = struct{}{}
-		if s.revoked.CompareAndSwap(old, &set) {
-			return
-		}
-	}
-}
-
 // loadRevoked reads every certificate and adds the revoked ones to the
 // set (revocation is final: a serial known revoked stays so), returning
 // the revision read.
 func (s *EtcdStore) loadRevoked(ctx context.Context) (int64, error) {
-	found := make(map[string]struct{})
+	var found []string
 	rev, err := s.scanPrefix(ctx, "load revoked certs", s.prefix+ekCerts, func(kv *etcdv3.KeyValue) error {
 		var c CertRecord
 		if err := decodeKV(kv, "cert", strings.TrimPrefix(string(kv.Key), s.prefix+ekCerts), &c); err != nil {
 			return err
 		}
 		if c.Revoked {
-			found[c.Serial] = struct{}{}
+			found = append(found, c.Serial)
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	for {
-		old := s.revoked.Load()
-		set := make(map[string]struct{}, len(*old)+len(found))
-		for k := range *old {
-			set[k] = struct{}{}
-		}
-		for k := range found {
-			set[k] = struct{}{}
-		}
-		if s.revoked.CompareAndSwap(old, &set) {
-			return rev, nil
-		}
-	}
+	s.revoked.add(found...)
+	return rev, nil
 }
 
 // watchRevoked follows the certificates from revision rev on, adding the
@@ -1075,7 +1041,7 @@ func (s *EtcdStore) watchFrom(p string, rev int64) {
 			}
 			var c CertRecord
 			if json.Unmarshal(ev.Kv.Value, &c) == nil && c.Revoked {
-				s.markRevoked(c.Serial)
+				s.revoked.add(c.Serial)
 			}
 		}
 	}

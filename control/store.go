@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -246,10 +245,8 @@ type BoltStore struct {
 	db   *bolt.DB
 	path string
 
-	// revoked is the set of revoked serials, replaced whole (copy on
-	// write) after each committed revocation, so that IsRevoked takes no
-	// lock and does not allocate.
-	revoked atomic.Pointer[map[string]struct{}]
+	// revoked is filled at open and after each committed revocation.
+	revoked revokedSet
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -307,7 +304,7 @@ func initSchema(tx *bolt.Tx) error {
 }
 
 func (s *BoltStore) loadRevoked() error {
-	set := make(map[string]struct{})
+	var set []string
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktCerts).ForEach(func(k, v []byte) error {
 			var c CertRecord
@@ -315,7 +312,7 @@ func (s *BoltStore) loadRevoked() error {
 				return fmt.Errorf("decode cert %s: %w", k, err)
 			}
 			if c.Revoked {
-				set[c.Serial] = struct{}{}
+				set = append(set, c.Serial)
 			}
 			return nil
 		})
@@ -323,27 +320,8 @@ func (s *BoltStore) loadRevoked() error {
 	if err != nil {
 		return err
 	}
-	s.revoked.Store(&set)
+	s.revoked.add(set...)
 	return nil
-}
-
-// markRevoked adds serial to the in-memory set; called after the
-// revocation committed.
-func (s *BoltStore) markRevoked(serial string) {
-	for {
-		old := s.revoked.Load()
-		if _, ok := (*old)[serial]; ok {
-			return
-		}
-		set := make(map[string]struct{}, len(*old)+1)
-		for k := range *old {
-			set[k] = struct{}{}
-		}
-		set[serial] = struct{}{}
-		if s.revoked.CompareAndSwap(old, &set) {
-			return
-		}
-	}
 }
 
 // Path is the file the store keeps its state in.
@@ -836,7 +814,7 @@ func (s *BoltStore) PutCert(c CertRecord) error {
 		return err
 	}
 	if c.Revoked {
-		s.markRevoked(c.Serial)
+		s.revoked.add(c.Serial)
 	}
 	return nil
 }
@@ -870,7 +848,7 @@ func (s *BoltStore) RevokeCert(serial string, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	s.markRevoked(serial)
+	s.revoked.add(serial)
 	return nil
 }
 
@@ -878,8 +856,7 @@ func (s *BoltStore) RevokeCert(serial string, at time.Time) error {
 // allocation, no disk access. It never fails; the error is for Stores that
 // may have to ask a remote.
 func (s *BoltStore) IsRevoked(serial string) (bool, error) {
-	_, ok := (*s.revoked.Load())[normSerial(serial)]
-	return ok, nil
+	return s.revoked.has(normSerial(serial)), nil
 }
 
 // ListCerts returns the account's certificates ("" = all) in serial order.
