@@ -7,9 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,27 +65,17 @@ const (
 // isoRig is an edge with a zone and its cert.pem; connectors are added
 // per hostname.
 type isoRig struct {
-	t          *testing.T
-	httpAddr   string
-	tunnelAddr string
-	certFile   string
+	t        *testing.T
+	edge     *edgeProc
+	httpAddr string
+	certFile string
 }
 
 func newIsoRig(t *testing.T) *isoRig {
 	t.Helper()
 	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "edge")
-	r := &isoRig{t: t, tunnelAddr: freePort(t), httpAddr: freePort(t), certFile: filepath.Join(dir, "cert.pem")}
-	apiAddr := freePort(t)
-	edgeProc := start(t, "edge", "--data-dir", dataDir, "--tunnel-addr", r.tunnelAddr, "--http-addr", r.httpAddr,
-		"--api-addr", apiAddr, "--metrics", "", "--log-format", "json")
-	edgeProc.waitFor(regexp.MustCompile(`"msg":"edge running"`), 15*time.Second)
-	out, err := exec.Command(culvertBin, "edge", "zone", "create", isoZone, "--out", r.certFile,
-		"--data-dir", dataDir, "--api", "https://"+apiAddr).CombinedOutput()
-	if err != nil {
-		t.Fatalf("zone create: %v\n%s", err, out)
-	}
-	return r
+	e := startEdgeProc(t, filepath.Join(dir, "edge"))
+	return &isoRig{t: t, edge: e, httpAddr: e.httpAddr, certFile: e.certFor(isoZone, dir)}
 }
 
 // connect starts a connector for label.<zone> in front of originURL and
@@ -95,12 +83,9 @@ func newIsoRig(t *testing.T) *isoRig {
 func (r *isoRig) connect(label, originURL string, extra ...string) string {
 	r.t.Helper()
 	host := label + "." + isoZone
-	metricsAddr := freePort(r.t)
-	args := append([]string{"tunnel", "--hostname", host, "--url", originURL, "--origincert", r.certFile,
-		"--edge", r.tunnelAddr, "--ha-connections", strconv.Itoa(isoHAConns), "--metrics", metricsAddr,
-		"--log-format", "json"}, extra...)
-	start(r.t, args...)
-	waitReady(r.t, metricsAddr, isoHAConns, 15*time.Second)
+	flags := append([]string{"--ha-connections", strconv.Itoa(isoHAConns)}, extra...)
+	tp := startTunnelProc(r.t, r.certFile, host, originURL, []string{r.edge.tunnelAddr}, flags...)
+	waitReady(r.t, tp.metrics, isoHAConns, 15*time.Second)
 	return host
 }
 
@@ -348,17 +333,6 @@ func badGet(c *http.Client, addr, host, path string) (int, string, string, time.
 	return resp.StatusCode, resp.Header.Get(tunnel.HeaderError), string(b), time.Since(s), err
 }
 
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // badLoad runs clients of the bad hostname, each on its own keep-alive
 // connection. Client i waits delay(i), then sends GET path(i) again and
 // again until stop is closed (once only if once(i)), pausing pause between
@@ -560,7 +534,7 @@ func TestSlowOriginIsolation(t *testing.T) {
 	// Every slow client has a request held at the origin (the last one
 	// starts one isoResponseTimeout after the first) before the fast load
 	// starts again.
-	waitUntil(t, fmt.Sprintf("%d slow requests at the origin", slowClients), 15*time.Second,
+	waitTook(t, 15*time.Second, fmt.Sprintf("%d slow requests at the origin", slowClients),
 		func() bool { return inflight.Load() >= slowClients })
 	heldAtStart := inflight.Load()
 	doneAtStart := out.total()
@@ -680,7 +654,7 @@ func TestDeadOriginIsolation(t *testing.T) {
 	// starts one isoResponseTimeout after the first), and the dead-origin
 	// clients have been answered for as long, before the fast load starts
 	// again.
-	waitUntil(t, fmt.Sprintf("%d requests at the black hole", blackholeClients), 15*time.Second,
+	waitTook(t, 15*time.Second, fmt.Sprintf("%d requests at the black hole", blackholeClients),
 		func() bool { return bhHeads.Load() >= blackholeClients })
 	deadAtStart, bhAtStart := deadSent.Load(), out.count("blackhole")
 
