@@ -112,6 +112,7 @@ const (
 	ekAccounts      = "accounts/"
 	ekUsers         = "users/"
 	ekUsersByToken  = "users_by_token/" // token hash (hex) -> user ID
+	ekUsersByEmail  = "users_by_email/" // email -> user ID
 	ekZones         = "zones/"
 	ekZonesByName   = "zones_by_name/" // name -> zone ID
 	ekCerts         = "certs/"         // serial -> CertRecord
@@ -121,7 +122,9 @@ const (
 	ekTunnelsByAcct = "tunnels_by_account/"
 	ekAudit         = "audit/" // %016x Seq -> AuditEvent
 	ekAuditByAcct   = "audit_by_account/"
-	ekAuditSeq      = "audit_seq" // decimal, the last Seq given
+	ekAuditSeq      = "audit_seq"    // decimal, the last Seq given
+	ekRecords       = "dns_records/" // "name/type" -> DNSRecord
+	ekRecordsByAcct = "dns_records_by_account/"
 )
 
 // etcdTxnOps is the most operations put in one transaction (etcd refuses
@@ -659,6 +662,10 @@ func (s *EtcdStore) CreateUser(u User) (User, string, error) {
 	if err := checkRef("account id", u.AccountID); err != nil {
 		return User{}, "", err
 	}
+	u.Email = normEmail(u.Email)
+	if err := checkRef("user email", u.Email); err != nil {
+		return User{}, "", err
+	}
 	token, hash, err := newToken()
 	if err != nil {
 		return User{}, "", err
@@ -674,14 +681,31 @@ func (s *EtcdStore) CreateUser(u User) (User, string, error) {
 		}
 		u.ID = id
 		u.TokenHash = hash
+		u.ExtraTokens = nil
 		u.KeyVersion = 1
 		if u.Created.IsZero() {
 			u.Created = now()
 		}
 		k, idx := s.key(ekUsers, u.ID), s.key(ekUsersByToken, hash)
+		cmps := []etcdv3.Cmp{absent(k), absent(idx)}
+		var ops []etcdv3.Op
+		if u.Email != "" {
+			// The email's entry is written with the user, on the
+			// condition that it is still absent: of two creations with
+			// one email, the second reads it and fails.
+			ek := s.key(ekUsersByEmail, u.Email)
+			kvs, err := s.read(ctx, "create user", ek)
+			if err != nil {
+				return nil, nil, err
+			}
+			if kvs[0] != nil {
+				return nil, nil, fmt.Errorf("control: user email %q: %w", u.Email, ErrExists)
+			}
+			cmps = append(cmps, absent(ek))
+			ops = append(ops, etcdv3.OpPut(ek, u.ID))
+		}
 		put, err := putJSONOp(k, u)
-		return []etcdv3.Cmp{absent(k), absent(idx)},
-			[]etcdv3.Op{put, etcdv3.OpPut(idx, u.ID)}, err
+		return cmps, append(ops, put, etcdv3.OpPut(idx, u.ID)), err
 	})
 	if err != nil {
 		return User{}, "", err
@@ -704,7 +728,7 @@ func (s *EtcdStore) UserByToken(token string) (User, error) {
 	if err := s.byIndex(s.key(ekUsersByToken, hash), ekUsers, "user", notFound, &u); err != nil {
 		return User{}, err
 	}
-	if u.TokenHash != hash { // a stale index entry never authenticates
+	if !u.hasToken(hash) { // a stale index entry never authenticates
 		return User{}, notFound
 	}
 	return u, nil
@@ -731,10 +755,13 @@ func (s *EtcdStore) RollUserToken(userID string) (string, error) {
 			return nil, nil, err
 		}
 		var ops []etcdv3.Op
-		if u.TokenHash != "" {
-			ops = append(ops, etcdv3.OpDelete(s.key(ekUsersByToken, u.TokenHash)))
+		for _, h := range append([]string{u.TokenHash}, u.ExtraTokens...) {
+			if h != "" {
+				ops = append(ops, etcdv3.OpDelete(s.key(ekUsersByToken, h)))
+			}
 		}
 		u.TokenHash = hash
+		u.ExtraTokens = nil
 		u.KeyVersion++
 		idx := s.key(ekUsersByToken, hash)
 		put, err := putJSONOp(k, u)
@@ -758,11 +785,23 @@ func (s *EtcdStore) UpdateUser(u User) error {
 	if !u.Role.Valid() {
 		return fmt.Errorf("control: user role %q: invalid", u.Role)
 	}
+	if err := checkRef("account id", u.AccountID); err != nil {
+		return err
+	}
+	if err := checkRef("user email", normEmail(u.Email)); err != nil {
+		return err
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	k := s.key(ekUsers, u.ID)
+	email := normEmail(u.Email)
+	keys := []string{k}
+	if email != "" {
+		// The new email's entry, read with the user at one revision.
+		keys = append(keys, s.key(ekUsersByEmail, email))
+	}
 	return s.update(ctx, "update user", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
-		kvs, err := s.read(ctx, "update user", k)
+		kvs, err := s.read(ctx, "update user", keys...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -773,10 +812,77 @@ func (s *EtcdStore) UpdateUser(u User) error {
 		if err := decodeKV(kvs[0], "user", u.ID, &old); err != nil {
 			return nil, nil, err
 		}
+		cmps := []etcdv3.Cmp{unchanged(kvs[0])}
+		var ops []etcdv3.Op
+		if email != old.Email {
+			if email != "" {
+				if ekv := kvs[1]; ekv == nil {
+					cmps = append(cmps, absent(keys[1]))
+				} else if string(ekv.Value) != old.ID {
+					return nil, nil, fmt.Errorf("control: user email %q: %w", email, ErrExists)
+				} else {
+					cmps = append(cmps, unchanged(ekv))
+				}
+				ops = append(ops, etcdv3.OpPut(keys[1], old.ID))
+			}
+			if old.Email != "" {
+				ops = append(ops, etcdv3.OpDelete(s.key(ekUsersByEmail, old.Email)))
+			}
+		}
 		old.Name, old.Role, old.Service = u.Name, u.Role, u.Service
+		old.AccountID, old.Email, old.PasswordHash, old.Disabled = u.AccountID, email, u.PasswordHash, u.Disabled
 		put, err := putJSONOp(k, old)
-		return []etcdv3.Cmp{unchanged(kvs[0])}, []etcdv3.Op{put}, err
+		return cmps, append(ops, put), err
 	})
+}
+
+// UserByEmail finds a user by sign-in name in any case.
+func (s *EtcdStore) UserByEmail(email string) (User, error) {
+	email = normEmail(email)
+	var u User
+	err := s.byIndex(s.key(ekUsersByEmail, email), ekUsers, "user",
+		fmt.Errorf("control: user %q: %w", email, ErrNotFound), &u)
+	if err != nil {
+		return User{}, err
+	}
+	return u, nil
+}
+
+func (s *EtcdStore) AddUserToken(userID string) (string, error) {
+	token, hash, err := newToken()
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	k := s.key(ekUsers, userID)
+	err = s.update(ctx, "add user token", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
+		kvs, err := s.read(ctx, "add user token", k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if kvs[0] == nil {
+			return nil, nil, fmt.Errorf("control: user %q: %w", userID, ErrNotFound)
+		}
+		var u User
+		if err := decodeKV(kvs[0], "user", userID, &u); err != nil {
+			return nil, nil, err
+		}
+		var ops []etcdv3.Op
+		u.ExtraTokens = append(u.ExtraTokens, hash)
+		for len(u.ExtraTokens) > MaxExtraTokens {
+			ops = append(ops, etcdv3.OpDelete(s.key(ekUsersByToken, u.ExtraTokens[0])))
+			u.ExtraTokens = u.ExtraTokens[1:]
+		}
+		idx := s.key(ekUsersByToken, hash)
+		put, err := putJSONOp(k, u)
+		ops = append(ops, etcdv3.OpPut(idx, u.ID), put)
+		return []etcdv3.Cmp{unchanged(kvs[0]), absent(idx)}, ops, err
+	})
+	if err != nil {
+		return "", err
+	}
+	return token, nil
 }
 
 // --- zones ---
@@ -1182,6 +1288,104 @@ func (s *EtcdStore) CountTunnels(accountID string) (int, error) {
 		return 0, s.fail(ctx, "count tunnels", err)
 	}
 	return int(resp.Count), nil
+}
+
+// --- DNS records ---
+
+func (s *EtcdStore) PutRecord(r DNSRecord) (DNSRecord, error) {
+	if err := checkRecord(&r); err != nil {
+		return DNSRecord{}, err
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	in := r
+	key := r.Key()
+	k := s.key(ekRecords, key)
+	err := s.update(ctx, "put record", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
+		r = in
+		kvs, err := s.read(ctx, "put record", k)
+		if err != nil {
+			return nil, nil, err
+		}
+		var cmps []etcdv3.Cmp
+		var ops []etcdv3.Op
+		if kv := kvs[0]; kv != nil {
+			var old DNSRecord
+			if err := decodeKV(kv, "record", key, &old); err != nil {
+				return nil, nil, err
+			}
+			r.Created = old.Created
+			if old.AccountID != r.AccountID {
+				ops = append(ops, etcdv3.OpDelete(s.acctIdx(ekRecordsByAcct, old.AccountID, key)))
+			}
+			cmps = append(cmps, unchanged(kv))
+		} else {
+			cmps = append(cmps, absent(k))
+		}
+		if r.Created.IsZero() {
+			r.Created = now()
+		}
+		put, err := putJSONOp(k, r)
+		ops = append(ops, etcdv3.OpPut(s.acctIdx(ekRecordsByAcct, r.AccountID, key), ""), put)
+		return cmps, ops, err
+	})
+	if err != nil {
+		return DNSRecord{}, err
+	}
+	return r, nil
+}
+
+// RecordsByName returns the records at name (any type) in Type order.
+func (s *EtcdStore) RecordsByName(name string) ([]DNSRecord, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	// Names hold no "/": the prefix "name/" takes no longer name.
+	p := s.key(ekRecords, normName(name)+"/")
+	var out []DNSRecord
+	_, err := s.scanPrefix(ctx, "records by name", p, func(kv *etcdv3.KeyValue) error {
+		var r DNSRecord
+		if err := decodeKV(kv, "record", strings.TrimPrefix(string(kv.Key), s.prefix+ekRecords), &r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListRecords returns the account's records ("" = all) in Key order.
+func (s *EtcdStore) ListRecords(accountID string) ([]DNSRecord, error) {
+	if accountID == "" {
+		return etcdListAll[DNSRecord](s, ekRecords, "record", nil)
+	}
+	return etcdListIndexed[DNSRecord](s, ekRecordsByAcct, ekRecords, "record", accountID)
+}
+
+func (s *EtcdStore) DeleteRecord(name, typ string) error {
+	key := normName(name) + "/" + typ
+	ctx, cancel := s.ctx()
+	defer cancel()
+	k := s.key(ekRecords, key)
+	return s.update(ctx, "delete record", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
+		kvs, err := s.read(ctx, "delete record", k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if kvs[0] == nil {
+			return nil, nil, fmt.Errorf("control: record %q: %w", key, ErrNotFound)
+		}
+		var r DNSRecord
+		if err := decodeKV(kvs[0], "record", key, &r); err != nil {
+			return nil, nil, err
+		}
+		return []etcdv3.Cmp{unchanged(kvs[0])}, []etcdv3.Op{
+			etcdv3.OpDelete(s.acctIdx(ekRecordsByAcct, r.AccountID, key)),
+			etcdv3.OpDelete(k),
+		}, nil
+	})
 }
 
 // --- audit ---

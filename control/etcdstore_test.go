@@ -254,6 +254,127 @@ func TestEtcdCreateZoneRace(t *testing.T) {
 	}
 }
 
+// TestEtcdUserEmailRace: creations of users with one email, and an update
+// of another user to it, race through two instances; exactly one gets it
+// and the email index holds one entry per email.
+func TestEtcdUserEmailRace(t *testing.T) {
+	ep, prefix := etcdEndpoint(t), freshPrefix(t)
+	stores := []*EtcdStore{openEtcdAt(t, ep, prefix, 0), openEtcdAt(t, ep, prefix, 0)}
+	const rounds, perStore = 10, 3
+	for r := range rounds {
+		email := fmt.Sprintf("user%d@example.test", r)
+		other, _ := mustUser(t, stores[0], User{AccountID: "a1"})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var won []string // user IDs
+		var lost int
+		record := func(id string, err error, what string) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				won = append(won, id)
+			case errors.Is(err, ErrExists):
+				lost++
+			default:
+				t.Errorf("%s: %v", what, err)
+			}
+		}
+		start := make(chan struct{})
+		for i := range len(stores) * perStore {
+			s := stores[i%len(stores)]
+			wg.Go(func() {
+				<-start
+				// Cases differ: the store normalises.
+				e := email
+				if i%2 == 1 {
+					e = strings.ToUpper(email)
+				}
+				u, _, err := s.CreateUser(User{AccountID: fmt.Sprint("acct", i), Email: e})
+				record(u.ID, err, "CreateUser")
+			})
+		}
+		wg.Go(func() {
+			<-start
+			u := other
+			u.Email = email
+			record(u.ID, stores[1].UpdateUser(u), "UpdateUser")
+		})
+		close(start)
+		wg.Wait()
+		if len(won) != 1 || lost != len(stores)*perStore {
+			t.Fatalf("round %d: %d won, %d lost", r, len(won), lost)
+		}
+		for _, s := range stores {
+			if g := must[User](t)(s.UserByEmail(email)); g.ID != won[0] || g.Email != email {
+				t.Fatalf("round %d: UserByEmail = %+v, winner %s", r, g, won[0])
+			}
+		}
+	}
+	resp, err := stores[0].cli.Get(context.Background(), prefix+ekUsersByEmail, etcdv3.WithPrefix(), etcdv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != rounds {
+		t.Fatalf("%d email index entries, want %d", resp.Count, rounds)
+	}
+	withEmail := 0
+	for _, u := range must[[]User](t)(stores[1].ListUsers("")) {
+		if u.Email != "" {
+			withEmail++
+		}
+	}
+	if withEmail != rounds {
+		t.Fatalf("%d users with an email, want %d", withEmail, rounds)
+	}
+}
+
+// TestEtcdAddUserTokenRace: tokens added at once through two instances
+// are all kept; none is lost to a concurrent write of the user.
+func TestEtcdAddUserTokenRace(t *testing.T) {
+	ep, prefix := etcdEndpoint(t), freshPrefix(t)
+	stores := []*EtcdStore{openEtcdAt(t, ep, prefix, 0), openEtcdAt(t, ep, prefix, 0)}
+	u, _ := mustUser(t, stores[0], User{AccountID: "a1", Email: "ann@example.test"})
+	const n = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var tokens []string
+	start := make(chan struct{})
+	for i := range n {
+		s := stores[i%len(stores)]
+		wg.Go(func() {
+			<-start
+			tok, err := s.AddUserToken(u.ID)
+			if err != nil {
+				t.Errorf("AddUserToken: %v", err)
+				return
+			}
+			mu.Lock()
+			tokens = append(tokens, tok)
+			mu.Unlock()
+		})
+	}
+	close(start)
+	wg.Wait()
+	if g := must[User](t)(stores[1].GetUser(u.ID)); len(g.ExtraTokens) != n || len(tokens) != n {
+		t.Fatalf("%d extra tokens stored, %d returned, want %d", len(g.ExtraTokens), len(tokens), n)
+	}
+	for _, tok := range tokens {
+		if g := must[User](t)(stores[1].UserByToken(tok)); g.ID != u.ID {
+			t.Fatalf("UserByToken = %+v", g)
+		}
+	}
+	// The roll removes every index entry, the extra ones included.
+	must[string](t)(stores[0].RollUserToken(u.ID))
+	resp, err := stores[0].cli.Get(context.Background(), prefix+ekUsersByToken, etcdv3.WithPrefix(), etcdv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 1 {
+		t.Fatalf("%d token index entries after roll, want 1", resp.Count)
+	}
+}
+
 func TestEtcdAppendAuditRace(t *testing.T) {
 	ep, prefix := etcdEndpoint(t), freshPrefix(t)
 	stores := []*EtcdStore{openEtcdAt(t, ep, prefix, 0), openEtcdAt(t, ep, prefix, 0)}

@@ -87,7 +87,59 @@ type User struct {
 	TokenHash  string    `json:"token_hash"` // hex SHA-256 of the API token
 	KeyVersion int       `json:"key_version"`
 	Created    time.Time `json:"created,omitzero"`
+	// Email is the sign-in name of a person: lowercase, unique across
+	// the store; empty for service users, who never sign in.
+	Email string `json:"email,omitempty"`
+	// PasswordHash is HashPassword's encoding; empty: cannot sign in.
+	PasswordHash string `json:"password_hash,omitempty"`
+	// Disabled users (removed from their account) do not authenticate.
+	Disabled bool `json:"disabled,omitempty"`
+	// ExtraTokens are hashes of further tokens of the same key: each
+	// login writes one into a cert.pem. RollUserToken ends them all with
+	// the main one; at most MaxExtraTokens are kept, oldest dropped.
+	ExtraTokens []string `json:"extra_tokens,omitempty"`
 }
+
+// MaxExtraTokens bounds User.ExtraTokens.
+const MaxExtraTokens = 64
+
+// hasToken reports whether hash is one of the user's live token hashes.
+func (u *User) hasToken(hash string) bool {
+	if u.Disabled {
+		return false
+	}
+	if u.TokenHash == hash {
+		return true
+	}
+	for _, h := range u.ExtraTokens {
+		if h == hash {
+			return true
+		}
+	}
+	return false
+}
+
+// DNSRecord is a record the edge serves in a full zone for a tunnel
+// hostname. Name is lowercase without a trailing dot; (Name, Type) is
+// unique across the store.
+type DNSRecord struct {
+	Name      string    `json:"name"`
+	Type      string    `json:"type"` // "A", "AAAA" or "CNAME"
+	Values    []string  `json:"values"`
+	ZoneID    string    `json:"zone_id"`
+	AccountID string    `json:"account_id"`
+	TunnelID  string    `json:"tunnel_id,omitempty"`
+	Created   time.Time `json:"created,omitzero"`
+	// DeleteAt is set when the tunnel's last connection ended: the record
+	// goes at that time unless the tunnel registers again first.
+	DeleteAt time.Time `json:"delete_at,omitzero"`
+}
+
+// Key is the record's unique key, "name/type".
+func (r DNSRecord) Key() string { return r.Name + "/" + r.Type }
+
+// ValidRecordType reports whether t is a record type the store keeps.
+func ValidRecordType(t string) bool { return t == "A" || t == "AAAA" || t == "CNAME" }
 
 // Zone is a DNS domain an account serves tunnels under. Name is lowercase,
 // without a trailing dot, and unique across the store.
@@ -122,6 +174,9 @@ type Tunnel struct {
 	LBPool    string    `json:"lb_pool,omitempty"`
 	Created   time.Time `json:"created,omitzero"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
+	// DeleteAt is set when the tunnel's last connection ended: the tunnel
+	// and its DNS records go at that time unless it registers again.
+	DeleteAt time.Time `json:"delete_at,omitzero"`
 }
 
 // AuditEvent records one change made through the control path.
@@ -168,9 +223,16 @@ type Store interface {
 	// at once and KeyVersion is incremented.
 	RollUserToken(userID string) (string, error)
 	ListUsers(accountID string) ([]User, error)
-	// UpdateUser changes Name, Role and Service of an existing user; the
-	// token, KeyVersion, AccountID and Created stay.
+	// UpdateUser changes Name, Role, Service, AccountID, Email,
+	// PasswordHash and Disabled of an existing user (ErrExists if the new
+	// Email is taken); the tokens, KeyVersion and Created stay: rolling
+	// the key on a change of permissions is the caller's decision.
 	UpdateUser(u User) error
+	// UserByEmail finds a user by sign-in name in any case.
+	UserByEmail(email string) (User, error)
+	// AddUserToken returns a further token of the user's current key;
+	// RollUserToken ends it with the others.
+	AddUserToken(userID string) (string, error)
 
 	// CreateZone lowercases the name; ErrExists if it is taken.
 	CreateZone(z Zone) (Zone, error)
@@ -197,6 +259,16 @@ type Store interface {
 	ListTunnels(accountID string) ([]Tunnel, error)
 	DeleteTunnel(id string) error
 	CountTunnels(accountID string) (int, error)
+
+	// PutRecord inserts or replaces the record with the same Name and
+	// Type (an existing one keeps Created).
+	PutRecord(r DNSRecord) (DNSRecord, error)
+	// RecordsByName returns the records at name (any type) in Type order.
+	RecordsByName(name string) ([]DNSRecord, error)
+	// ListRecords returns the account's records ("" = all) in Key order.
+	ListRecords(accountID string) ([]DNSRecord, error)
+	// DeleteRecord removes one record; ErrNotFound if absent.
+	DeleteRecord(name, typ string) error
 
 	// AppendAudit assigns Seq (monotonic per store) and sets Time if
 	// zero.
@@ -229,11 +301,15 @@ var (
 	bktTunnelsByAcct = []byte("tunnels_by_account")
 	bktAudit         = []byte("audit") // big-endian Seq -> AuditEvent
 	bktAuditByAcct   = []byte("audit_by_account")
+	bktUsersByEmail  = []byte("users_by_email") // email -> user ID
+	bktRecords       = []byte("dns_records")    // "name/type" -> DNSRecord
+	bktRecordsByAcct = []byte("dns_records_by_account")
 
 	allBuckets = [][]byte{
 		bktMeta, bktAccounts, bktUsers, bktUsersByToken, bktZones,
 		bktZonesByName, bktCerts, bktCertsByAcct, bktTunnels,
 		bktTunnelsByHost, bktTunnelsByAcct, bktAudit, bktAuditByAcct,
+		bktUsersByEmail, bktRecords, bktRecordsByAcct,
 	}
 
 	keySchema = []byte("schema")
@@ -577,6 +653,10 @@ func (s *BoltStore) CreateUser(u User) (User, string, error) {
 	if err := checkRef("account id", u.AccountID); err != nil {
 		return User{}, "", err
 	}
+	u.Email = normEmail(u.Email)
+	if err := checkRef("user email", u.Email); err != nil {
+		return User{}, "", err
+	}
 	token, hash, err := newToken()
 	if err != nil {
 		return User{}, "", err
@@ -589,9 +669,19 @@ func (s *BoltStore) CreateUser(u User) (User, string, error) {
 		}
 		u.ID = id
 		u.TokenHash = hash
+		u.ExtraTokens = nil
 		u.KeyVersion = 1
 		if u.Created.IsZero() {
 			u.Created = now()
+		}
+		if u.Email != "" {
+			byEmail := tx.Bucket(bktUsersByEmail)
+			if byEmail.Get([]byte(u.Email)) != nil {
+				return fmt.Errorf("control: user email %q: %w", u.Email, ErrExists)
+			}
+			if err := byEmail.Put([]byte(u.Email), []byte(u.ID)); err != nil {
+				return err
+			}
 		}
 		if err := tx.Bucket(bktUsersByToken).Put([]byte(hash), []byte(u.ID)); err != nil {
 			return err
@@ -625,7 +715,7 @@ func (s *BoltStore) UserByToken(token string) (User, error) {
 		if err := getJSON(tx.Bucket(bktUsers), "user", string(id), &u); err != nil {
 			return err
 		}
-		if u.TokenHash != hash { // a stale index entry never authenticates
+		if !u.hasToken(hash) { // a stale index entry never authenticates
 			return fmt.Errorf("control: user by token: %w", ErrNotFound)
 		}
 		return nil
@@ -647,12 +737,16 @@ func (s *BoltStore) RollUserToken(userID string) (string, error) {
 		if err := getJSON(b, "user", userID, &u); err != nil {
 			return err
 		}
-		if u.TokenHash != "" {
-			if err := idx.Delete([]byte(u.TokenHash)); err != nil {
+		for _, h := range append([]string{u.TokenHash}, u.ExtraTokens...) {
+			if h == "" {
+				continue
+			}
+			if err := idx.Delete([]byte(h)); err != nil {
 				return err
 			}
 		}
 		u.TokenHash = hash
+		u.ExtraTokens = nil
 		u.KeyVersion++
 		if err := idx.Put([]byte(hash), []byte(u.ID)); err != nil {
 			return err
@@ -681,15 +775,87 @@ func (s *BoltStore) UpdateUser(u User) error {
 	if !u.Role.Valid() {
 		return fmt.Errorf("control: user role %q: invalid", u.Role)
 	}
+	if err := checkRef("account id", u.AccountID); err != nil {
+		return err
+	}
+	if err := checkRef("user email", normEmail(u.Email)); err != nil {
+		return err
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktUsers)
 		var old User
 		if err := getJSON(b, "user", u.ID, &old); err != nil {
 			return err
 		}
+		email := normEmail(u.Email)
+		if email != old.Email {
+			byEmail := tx.Bucket(bktUsersByEmail)
+			if email != "" {
+				if id := byEmail.Get([]byte(email)); id != nil && string(id) != old.ID {
+					return fmt.Errorf("control: user email %q: %w", email, ErrExists)
+				}
+				if err := byEmail.Put([]byte(email), []byte(old.ID)); err != nil {
+					return err
+				}
+			}
+			if old.Email != "" {
+				if err := byEmail.Delete([]byte(old.Email)); err != nil {
+					return err
+				}
+			}
+		}
 		old.Name, old.Role, old.Service = u.Name, u.Role, u.Service
+		old.AccountID, old.Email, old.PasswordHash, old.Disabled = u.AccountID, email, u.PasswordHash, u.Disabled
 		return putJSON(b, old.ID, old)
 	})
+}
+
+// normEmail lowercases and trims a sign-in name.
+func normEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }
+
+func (s *BoltStore) UserByEmail(email string) (User, error) {
+	email = normEmail(email)
+	var u User
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bktUsersByEmail).Get([]byte(email))
+		if id == nil {
+			return fmt.Errorf("control: user %q: %w", email, ErrNotFound)
+		}
+		return getJSON(tx.Bucket(bktUsers), "user", string(id), &u)
+	})
+	if err != nil {
+		return User{}, err
+	}
+	return u, nil
+}
+
+func (s *BoltStore) AddUserToken(userID string) (string, error) {
+	token, hash, err := newToken()
+	if err != nil {
+		return "", err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, idx := tx.Bucket(bktUsers), tx.Bucket(bktUsersByToken)
+		var u User
+		if err := getJSON(b, "user", userID, &u); err != nil {
+			return err
+		}
+		u.ExtraTokens = append(u.ExtraTokens, hash)
+		for len(u.ExtraTokens) > MaxExtraTokens {
+			if err := idx.Delete([]byte(u.ExtraTokens[0])); err != nil {
+				return err
+			}
+			u.ExtraTokens = u.ExtraTokens[1:]
+		}
+		if err := idx.Put([]byte(hash), []byte(u.ID)); err != nil {
+			return err
+		}
+		return putJSON(b, u.ID, u)
+	})
+	if err != nil {
+		return "", err
+	}
+	return token, nil
 }
 
 // --- zones ---
@@ -984,6 +1150,102 @@ func (s *BoltStore) CountTunnels(accountID string) (int, error) {
 		})
 	})
 	return n, err
+}
+
+// --- DNS records ---
+
+func checkRecord(r *DNSRecord) error {
+	r.Name = normName(r.Name)
+	if err := checkKey("record name", r.Name); err != nil {
+		return err
+	}
+	if strings.ContainsAny(r.Name, "/ ") {
+		return fmt.Errorf("control: record name %q: invalid", r.Name)
+	}
+	if !ValidRecordType(r.Type) {
+		return fmt.Errorf("control: record type %q: want A, AAAA or CNAME", r.Type)
+	}
+	if len(r.Values) == 0 {
+		return fmt.Errorf("control: record %s: no values", r.Key())
+	}
+	return checkRef("account id", r.AccountID)
+}
+
+func (s *BoltStore) PutRecord(r DNSRecord) (DNSRecord, error) {
+	if err := checkRecord(&r); err != nil {
+		return DNSRecord{}, err
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, byAcct := tx.Bucket(bktRecords), tx.Bucket(bktRecordsByAcct)
+		key := r.Key()
+		var old DNSRecord
+		if err := getJSON(b, "record", key, &old); err == nil {
+			r.Created = old.Created
+			if old.AccountID != r.AccountID {
+				if err := byAcct.Delete(acctKey(old.AccountID, []byte(key))); err != nil {
+					return err
+				}
+			}
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if r.Created.IsZero() {
+			r.Created = now()
+		}
+		if err := byAcct.Put(acctKey(r.AccountID, []byte(key)), nil); err != nil {
+			return err
+		}
+		return putJSON(b, key, r)
+	})
+	if err != nil {
+		return DNSRecord{}, err
+	}
+	return r, nil
+}
+
+func (s *BoltStore) RecordsByName(name string) ([]DNSRecord, error) {
+	prefix := []byte(normName(name) + "/")
+	var out []DNSRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bktRecords).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var r DNSRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("control: decode record %q: %w", k, err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *BoltStore) ListRecords(accountID string) ([]DNSRecord, error) {
+	var out []DNSRecord
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		if accountID == "" {
+			out, err = listAll[DNSRecord](tx.Bucket(bktRecords), "record", nil)
+		} else {
+			out, err = listIndexed[DNSRecord](tx.Bucket(bktRecords), tx.Bucket(bktRecordsByAcct), "record", accountID)
+		}
+		return err
+	})
+	return out, err
+}
+
+func (s *BoltStore) DeleteRecord(name, typ string) error {
+	key := normName(name) + "/" + typ
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktRecords)
+		var r DNSRecord
+		if err := getJSON(b, "record", key, &r); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bktRecordsByAcct).Delete(acctKey(r.AccountID, []byte(key))); err != nil {
+			return err
+		}
+		return b.Delete([]byte(key))
+	})
 }
 
 // --- audit ---

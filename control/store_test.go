@@ -280,7 +280,7 @@ func TestUsersAndTokens(t *testing.T) {
 		_, err = s.RollUserToken("nope")
 		wantErr(t, err, ErrNotFound, "RollUserToken")
 
-		// Update changes name, role, service only.
+		// Update changes name, role, service and account; not the key.
 		upd := g
 		upd.Name, upd.Role, upd.Service = "alice2", RoleMember, true
 		upd.TokenHash, upd.KeyVersion, upd.AccountID = "forged", 99, "other"
@@ -288,7 +288,7 @@ func TestUsersAndTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		g = must[User](t)(s.GetUser(u.ID))
-		if g.Name != "alice2" || g.Role != RoleMember || !g.Service || g.TokenHash != HashToken(tok2) || g.KeyVersion != 2 || g.AccountID != "a1" {
+		if g.Name != "alice2" || g.Role != RoleMember || !g.Service || g.TokenHash != HashToken(tok2) || g.KeyVersion != 2 || g.AccountID != "other" {
 			t.Fatalf("after update %+v", g)
 		}
 		if _, err := s.UserByToken(tok2); err != nil {
@@ -299,7 +299,7 @@ func TestUsersAndTokens(t *testing.T) {
 			t.Fatal("UpdateUser accepted unknown role")
 		}
 
-		if l := must[[]User](t)(s.ListUsers("a1")); len(l) != 2 {
+		if l := must[[]User](t)(s.ListUsers("a1")); len(l) != 1 { // one moved to "other"
 			t.Fatalf("ListUsers(a1) = %d", len(l))
 		}
 		if l := must[[]User](t)(s.ListUsers("")); len(l) != 3 {
