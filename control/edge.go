@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/culvert-tunnel/culvert/control/dnsserver"
 	"github.com/culvert-tunnel/culvert/dataplane/edge"
 	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
 	culverttls "github.com/culvert-tunnel/culvert/tls"
@@ -72,11 +74,33 @@ type Edge struct {
 	// TunnelLimit is the number of tunnels an account may run at once
 	// when the account sets none; 0 means DefaultTunnelLimit.
 	TunnelLimit int
+	// PublicAddrs are the edge's public addresses: the AAAA (IPv6) and A
+	// (IPv4) records of tunnel hostnames in full zones, and the answers
+	// for the edge's own names. Empty: ::1 and 127.0.0.1.
+	PublicAddrs []netip.Addr
+	// Regions are the discovery regions published in the SRV record, and
+	// TunnelPort the port in it.
+	Regions    []dnsserver.Region
+	TunnelPort uint16
+	// RecordDeleteMin and RecordDeleteMax bound the random delay after
+	// which an unregistered tunnel's DNS records are deleted (default
+	// 24 h and 48 h).
+	RecordDeleteMin, RecordDeleteMax time.Duration
+	// OnDNSChange, if set, is called after DNS records change (the DNS
+	// server reloads).
+	OnDNSChange func()
+	// API is the control API's URL written into cert.pem tokens.
+	API string
 
 	Logger *slog.Logger
 
 	mu   sync.Mutex
 	live map[string]map[string]bool // account -> live hostnames
+
+	signInSem chan struct{} // bounds concurrent password checks
+	dummyHash string        // checked for unknown users, so they take as long
+	logins    *loginTable
+	webKey    []byte // HMAC key of the dashboard's session cookies
 }
 
 // TunnelServerName is the server name of the tunnel listener's certificate.
@@ -111,8 +135,13 @@ func OpenEdgeStore(spec, dataDir, domain string, logger *slog.Logger) (*Edge, er
 	if err != nil {
 		return nil, err
 	}
-	e := &Edge{Store: st, Domain: domain, DataDir: dataDir, Logger: logger, live: map[string]map[string]bool{}}
+	e := &Edge{Store: st, Domain: domain, DataDir: dataDir, Logger: logger, live: map[string]map[string]bool{},
+		signInSem: make(chan struct{}, 4), logins: newLoginTable()}
 	if err := e.bootstrap(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if e.dummyHash, err = HashPassword("not a password of anyone"); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -143,6 +172,9 @@ func (e *Edge) bootstrap() error {
 		return err
 	}
 	if err := e.loadOrCreateDefaultAccount(); err != nil {
+		return err
+	}
+	if err := e.loadOrCreateWebKey(); err != nil {
 		return err
 	}
 	return e.loadOrCreateAdmin()
@@ -290,27 +322,68 @@ func (e *Edge) APITLS(extraNames []string, extraIPs []net.IP) (*tls.Config, erro
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
 }
 
-// CreateZone creates a full zone in the default account.
-func (e *Edge) CreateZone(name string, partial bool) (Zone, error) {
-	name = culverttls.NormalizeHostname(name)
-	if name == "" || !strings.Contains(name, ".") {
-		return Zone{}, fmt.Errorf("control: %q is not a zone name (like example.com)", name)
+// admin is the first super administrator, the actor of the edge's own
+// admin commands.
+func (e *Edge) admin() User {
+	u, err := e.Store.GetUser(e.AdminUserID)
+	if err != nil {
+		return User{ID: e.AdminUserID, AccountID: e.DefaultAccountID, Role: RoleSuperAdmin}
 	}
-	z, err := e.Store.CreateZone(Zone{Name: name, AccountID: e.DefaultAccountID, Partial: partial})
+	return u
+}
+
+// CreateZone creates a zone in the default account, as the first super
+// administrator.
+func (e *Edge) CreateZone(name string, partial bool) (Zone, error) {
+	return e.CreateZoneAs(e.admin(), "", name, partial)
+}
+
+// CreateZoneAs creates a zone in account (actor's own if empty): full, or
+// partial (CNAME setup: the user's DNS provider keeps the zone).
+func (e *Edge) CreateZoneAs(actor User, account, name string, partial bool) (Zone, error) {
+	if account == "" {
+		account = actor.AccountID
+	}
+	if !e.CanAdmin(actor, account) {
+		return Zone{}, denied("only an administrator of the account creates zones")
+	}
+	if _, err := e.Store.GetAccount(account); err != nil {
+		return Zone{}, err
+	}
+	name = culverttls.NormalizeHostname(name)
+	if name == "" || !strings.Contains(name, ".") || name == e.Domain || strings.HasSuffix(name, "."+e.Domain) || strings.HasSuffix(e.Domain, "."+name) {
+		return Zone{}, fmt.Errorf("control: %q is not a zone name (like example.com) or overlaps the edge's own domain", name)
+	}
+	z, err := e.Store.CreateZone(Zone{Name: name, AccountID: account, Partial: partial})
 	if err != nil {
 		return Zone{}, err
 	}
-	e.audit(z.AccountID, "ZoneCreated", e.AdminUserID, z.Name, "")
+	kind := "full"
+	if partial {
+		kind = "partial"
+	}
+	e.audit(z.AccountID, "ZoneCreated", actor.ID, z.Name, kind)
+	e.dnsChanged()
 	return z, nil
 }
 
-// IssueBundle issues a cert.pem for zone: a new origin certificate and key,
-// and the API token of a service user made for the zone's tunnels (so the
-// bundle carries no administrator's credential).
+// IssueBundle issues a cert.pem for zone as the first super administrator.
 func (e *Edge) IssueBundle(zoneName string) ([]byte, error) {
+	return e.IssueBundleAs(e.admin(), zoneName)
+}
+
+// IssueBundleAs issues a cert.pem for zone: a new origin certificate and
+// key, and the API token of a service user made for the zone's tunnels
+// (so the bundle carries no person's credential and survives their key
+// rolls). The key is made here and travels in the answer; `culvert login`
+// keeps its key on the connector instead.
+func (e *Edge) IssueBundleAs(actor User, zoneName string) ([]byte, error) {
 	z, err := e.Store.ZoneByName(zoneName)
 	if err != nil {
 		return nil, err
+	}
+	if !e.CanAdmin(actor, z.AccountID) {
+		return nil, fmt.Errorf("control: no zone %q in your account: %w", zoneName, ErrNotFound)
 	}
 	key, err := culverttls.GenerateKey()
 	if err != nil {
@@ -336,27 +409,32 @@ func (e *Edge) IssueBundle(zoneName string) ([]byte, error) {
 	}
 	b := &culverttls.Bundle{Cert: cert, Key: key, Token: culverttls.Token{
 		ZoneID: z.ID, AccountID: z.AccountID, APIToken: token, Zone: z.Name,
-		EdgeCA: string(caPEM), TunnelServerName: e.TunnelServerName(), Edges: e.Edges,
+		EdgeCA: string(caPEM), TunnelServerName: e.TunnelServerName(), Edges: e.Edges, API: e.API,
 	}}
 	out, err := b.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	e.audit(z.AccountID, "CertIssued", e.AdminUserID, cert.SerialNumber.Text(16), "zone "+z.Name)
+	e.audit(z.AccountID, "UserCreated", actor.ID, userLabel(u), "service user for cert.pem of "+z.Name)
+	e.audit(z.AccountID, "CertIssued", actor.ID, cert.SerialNumber.Text(16), "zone "+z.Name)
 	return out, nil
 }
 
-// RevokeCert revokes an origin certificate: the next TLS handshake with it
-// fails, and live connections that used it are not touched.
-func (e *Edge) RevokeCert(serial string) error {
+// RevokeCert revokes an origin certificate as the first super
+// administrator.
+func (e *Edge) RevokeCert(serial string) error { return e.RevokeCertAs(e.admin(), serial) }
+
+// RevokeCertAs revokes an origin certificate: the next TLS handshake with
+// it fails, and live connections that used it are not touched.
+func (e *Edge) RevokeCertAs(actor User, serial string) error {
 	c, err := e.Store.GetCert(serial)
-	if err != nil {
-		return err
+	if err != nil || !e.CanAdmin(actor, c.AccountID) {
+		return fmt.Errorf("control: no certificate %q in your account: %w", serial, ErrNotFound)
 	}
 	if err := e.Store.RevokeCert(serial, time.Now().UTC()); err != nil {
 		return err
 	}
-	e.audit(c.AccountID, "CertRevoked", e.AdminUserID, serial, "")
+	e.audit(c.AccountID, "CertRevoked", actor.ID, c.Serial, "")
 	return nil
 }
 
@@ -441,20 +519,48 @@ func (e *Edge) Register(ctx context.Context, cert *x509.Certificate, r *tunnel.R
 	e.mu.Unlock()
 	t, err := e.Store.PutTunnel(Tunnel{Hostname: host, ZoneID: z.ID, AccountID: z.AccountID, LBPool: r.LBPool, LastSeen: time.Now().UTC()})
 	if err != nil {
+		e.forget(acct.ID, host, first)
 		return nil, refuse(tunnel.CodeInternal, "the edge could not record the tunnel", false)
+	}
+	reg := &edge.Registration{TunnelID: t.ID, AccountID: z.AccountID, Hostname: host, URL: "http://" + host}
+	if z.Partial {
+		reg.CNAME = host + ". CNAME " + e.CDNName(host) + "."
+		reg.DNSRecord = "none: " + z.Name + " is a partial zone; create " + reg.CNAME + " at its DNS provider"
+		if first {
+			e.dnsChanged()
+		}
+	} else {
+		if reg.DNSRecord, err = e.ensureRecords(t, u.ID); err != nil {
+			e.Logger.Error("creating the tunnel's DNS records failed", "hostname", host, "err", err)
+			e.forget(acct.ID, host, first)
+			return nil, refuse(tunnel.CodeInternal, "the edge could not create the DNS records", false)
+		}
 	}
 	if first {
 		e.audit(z.AccountID, "Registered", u.ID, host, "connector "+r.ConnectorID)
 	}
-	return &edge.Registration{TunnelID: t.ID, AccountID: z.AccountID, Hostname: host, URL: "http://" + host}, nil
+	return reg, nil
 }
 
-// Unregistered notes that a tunnel's last connection is gone.
+// forget undoes the live mark of a registration that failed after it.
+func (e *Edge) forget(account, host string, first bool) {
+	if !first {
+		return
+	}
+	e.mu.Lock()
+	delete(e.live[account], host)
+	e.mu.Unlock()
+}
+
+// Unregistered notes that a tunnel's last connection is gone: its DNS
+// records and the tunnel are deleted after the configured delay unless it
+// registers again.
 func (e *Edge) Unregistered(reg *edge.Registration) {
 	e.mu.Lock()
 	delete(e.live[reg.AccountID], reg.Hostname)
 	e.mu.Unlock()
 	e.audit(reg.AccountID, "Unregistered", "", reg.Hostname, "")
+	e.scheduleDelete(reg.Hostname)
 }
 
 // Known reports whether hostname belongs to a tunnel the edge knows.

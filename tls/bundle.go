@@ -35,6 +35,9 @@ type Token struct {
 	TunnelServerName string `json:"tunnel_server_name,omitempty"`
 	// Edges lists edge addresses as host:port.
 	Edges []string `json:"edges,omitempty"`
+	// API is the URL of the edge's control API (the CLI's `culvert tunnel
+	// list`, `culvert dns list`... use it with APIToken).
+	API string `json:"api,omitempty"`
 }
 
 // Bundle is the content of cert.pem: a connector's origin certificate, its

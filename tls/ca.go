@@ -137,6 +137,12 @@ func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
 	return &CA{Cert: cert, Key: key}, nil
 }
 
+// FirstCertificate parses the first CERTIFICATE block of PEM data (other
+// blocks before it are skipped).
+func FirstCertificate(data []byte) (*x509.Certificate, error) {
+	return firstCertificate(data)
+}
+
 // firstCertificate parses the first CERTIFICATE block of data.
 func firstCertificate(data []byte) (*x509.Certificate, error) {
 	for rest := data; ; {

@@ -68,6 +68,7 @@ type Connector struct {
 	origin     *origin.Client
 	metrics    *connMetrics
 	registered atomic.Int32
+	cnameOnce  atomic.Bool
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -303,7 +304,10 @@ func (c *Connector) connectOnce(ctx context.Context, index int, addr string, att
 			return false, r.err
 		}
 		c.logger.Info("tunnel connection registered", "conn", index, "edge", addr,
-			"conn_id", r.reg.ConnID, "location", r.reg.Location, "url", r.reg.URL)
+			"conn_id", r.reg.ConnID, "location", r.reg.Location, "url", r.reg.URL, "dns", r.reg.DNSRecord)
+		if r.reg.CNAME != "" && c.cnameOnce.CompareAndSwap(false, true) {
+			c.logger.Warn("the zone is a partial zone: create this record at its DNS provider so visitors reach the edge", "record", r.reg.CNAME)
+		}
 	case <-dc.Done():
 		// A refusal comes just before the edge closes the connection: the
 		// control stream's handler may still be reading it, and it is the

@@ -51,7 +51,10 @@ type Registration struct {
 	AccountID string
 	Hostname  string // normalised
 	DNSRecord string
-	URL       string
+	// CNAME is the record the user must create at their own DNS provider
+	// (partial zones), as "name. CNAME target.".
+	CNAME string
+	URL   string
 }
 
 // Config sets up an Edge.
@@ -272,7 +275,7 @@ func (e *Edge) handleTunnel(nc net.Conn) {
 		id: fmt.Sprintf("%s-%d", reg.TunnelID, e.connSeq.Add(1)),
 	}
 	err = tunnel.WriteMessage(ctrl, &tunnel.Message{Type: tunnel.TypeRegistered, Registered: &tunnel.Registered{
-		ConnID: t.id, TunnelID: reg.TunnelID, Location: e.cfg.Location, URL: reg.URL, DNSRecord: reg.DNSRecord,
+		ConnID: t.id, TunnelID: reg.TunnelID, Location: e.cfg.Location, URL: reg.URL, DNSRecord: reg.DNSRecord, CNAME: reg.CNAME,
 	}})
 	if err != nil {
 		fail("tunnel registration answer failed", err)

@@ -100,6 +100,9 @@ type Registered struct {
 	Location  string `json:"location"`
 	URL       string `json:"url"`
 	DNSRecord string `json:"dns_record,omitempty"`
+	// CNAME is set for a hostname in a partial zone: the record the user
+	// must create at the zone's DNS provider, "name. CNAME target.".
+	CNAME string `json:"cname,omitempty"`
 }
 
 // Error is the edge's answer to a refused Register (then the edge closes the
