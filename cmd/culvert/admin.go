@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -123,7 +124,8 @@ func writeBundle(path string, pem []byte, force bool) error {
 
 func runEdgeAdmin(args []string) error {
 	if len(args) < 2 {
-		return errors.New("edge: want `zone create ZONE`, `cert issue ZONE`, `cert list` or `cert revoke SERIAL`")
+		return errors.New("edge: want `zone create ZONE`, `cert issue ZONE`, `cert list`, `cert revoke SERIAL`, " +
+			"`account create NAME`, `account list`, `user create EMAIL`, `user list`, `user set EMAIL` or `user remove EMAIL`")
 	}
 	cmd := args[0] + " " + args[1]
 	fs := pflag.NewFlagSet("culvert edge "+cmd, pflag.ContinueOnError)
@@ -133,6 +135,11 @@ func runEdgeAdmin(args []string) error {
 	force := fs.Bool("force", false, "replace an existing cert.pem")
 	partial := fs.Bool("partial", false, "zone create: a partial (CNAME setup) zone")
 	noCert := fs.Bool("no-cert", false, "zone create: do not issue a cert.pem")
+	account := fs.String("account", "", "zone create, user create|set|list: the account (ID; default: your own)")
+	role := fs.String("role", "", "user create|set: super_admin, admin or member")
+	service := fs.Bool("service", false, "user create: a service user (token only, for connectors and automation)")
+	name := fs.String("name", "", "user create: display name")
+	tunnelLimit := fs.Int("tunnel-limit", 0, "account create: tunnels the account may run at once (0: the edge's default)")
 	if err := fs.Parse(args[2:]); err != nil {
 		return err
 	}
@@ -147,7 +154,7 @@ func runEdgeAdmin(args []string) error {
 		}
 		zone := fs.Arg(0)
 		if cmd == "zone create" {
-			if _, err := c.do("POST", "/v1/zones", map[string]any{"name": zone, "partial": *partial}); err != nil {
+			if _, err := c.do("POST", "/v1/zones", map[string]any{"name": zone, "partial": *partial, "account_id": *account}); err != nil {
 				return err
 			}
 			fmt.Printf("zone %s created\n", zone)
@@ -187,6 +194,97 @@ func runEdgeAdmin(args []string) error {
 			return err
 		}
 		fmt.Printf("certificate %s revoked\n", fs.Arg(0))
+	case "account create":
+		if fs.NArg() != 1 {
+			return errors.New("edge account create: want one name")
+		}
+		body, err := c.do("POST", "/v1/accounts", map[string]any{"name": fs.Arg(0), "tunnel_limit": *tunnelLimit})
+		if err != nil {
+			return err
+		}
+		var a control.Account
+		json.Unmarshal(body, &a)
+		fmt.Printf("account %s created: id %s\n", a.Name, a.ID)
+	case "account list":
+		body, err := c.do("GET", "/v1/accounts", nil)
+		if err != nil {
+			return err
+		}
+		var as []control.Account
+		if err := json.Unmarshal(body, &as); err != nil {
+			return err
+		}
+		fmt.Printf("%-18s %-12s %s\n", "ID", "TUNNELS", "NAME")
+		for _, a := range as {
+			fmt.Printf("%-18s %-12d %s\n", a.ID, a.MaxTunnels(), a.Name)
+		}
+	case "user create":
+		req := control.NewUser{AccountID: *account, Role: control.Role(*role), Service: *service, Name: *name}
+		if !*service {
+			if fs.NArg() != 1 {
+				return errors.New("edge user create: want one email (or --service)")
+			}
+			req.Email = fs.Arg(0)
+			req.Password = os.Getenv("CULVERT_PASSWORD")
+			if req.Password == "" {
+				return errors.New("edge user create: give the new user's password in $CULVERT_PASSWORD")
+			}
+		} else if fs.NArg() > 0 {
+			return errors.New("edge user create --service: no email; name it with --name")
+		}
+		body, err := c.do("POST", "/v1/users", req)
+		if err != nil {
+			return err
+		}
+		var u struct {
+			ID, Email, Name, Role, Token string
+		}
+		json.Unmarshal(body, &u)
+		fmt.Printf("user %s created: id %s, role %s\n", cmp.Or(u.Email, u.Name), u.ID, u.Role)
+		if *service {
+			fmt.Printf("API token (shown once): %s\n", u.Token)
+		}
+	case "user list":
+		path := "/v1/users"
+		if *account != "" {
+			path += "?account=" + url.QueryEscape(*account)
+		}
+		body, err := c.do("GET", path, nil)
+		if err != nil {
+			return err
+		}
+		var us []struct {
+			ID, Email, Name, Role string
+			AccountID             string `json:"account_id"`
+			Service, Disabled     bool
+		}
+		if err := json.Unmarshal(body, &us); err != nil {
+			return err
+		}
+		fmt.Printf("%-18s %-18s %-12s %-9s %s\n", "ID", "ACCOUNT", "ROLE", "KIND", "EMAIL / NAME")
+		for _, u := range us {
+			kind := "person"
+			if u.Service {
+				kind = "service"
+			}
+			if u.Disabled {
+				kind = "removed"
+			}
+			fmt.Printf("%-18s %-18s %-12s %-9s %s\n", u.ID, u.AccountID, u.Role, kind, cmp.Or(u.Email, u.Name))
+		}
+	case "user set", "user remove":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("edge %s: want one email or user id", cmd)
+		}
+		req := map[string]any{"role": *role, "account_id": *account, "remove": cmd == "user remove"}
+		if _, err := c.do("PATCH", "/v1/users/"+url.PathEscape(fs.Arg(0)), req); err != nil {
+			return err
+		}
+		if cmd == "user remove" {
+			fmt.Printf("user %s removed; its API key is rolled\n", fs.Arg(0))
+		} else {
+			fmt.Printf("user %s changed; its API key is rolled (cert.pem files made by its logins stop working)\n", fs.Arg(0))
+		}
 	default:
 		return fmt.Errorf("edge: unknown admin command %q", cmd)
 	}

@@ -8,10 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/culvert-tunnel/culvert/control"
+	"github.com/culvert-tunnel/culvert/control/dnsserver"
 	"github.com/culvert-tunnel/culvert/dataplane/edge"
 	"github.com/spf13/pflag"
 )
@@ -31,6 +35,13 @@ type edgeOptions struct {
 	tunnelLimit int
 	pingEvery   time.Duration
 	pingMisses  int
+	dnsAddr     string
+	publicIPs   []string
+	regions     []string
+	deleteMin   time.Duration
+	deleteMax   time.Duration
+	adminEmail  string
+	apiURL      string
 	logs        logFlags
 }
 
@@ -49,6 +60,13 @@ func (o *edgeOptions) register(fs *pflag.FlagSet) {
 	fs.IntVar(&o.tunnelLimit, "tunnel-limit", control.DefaultTunnelLimit, "tunnels an account may run at once (unless the account sets its own)")
 	fs.DurationVar(&o.pingEvery, "heartbeat-interval", 5*time.Second, "PING a connector after this much silence")
 	fs.IntVar(&o.pingMisses, "heartbeat-count", 5, "drop a tunnel connection after this many heartbeat intervals without an answer")
+	fs.StringVar(&o.dnsAddr, "dns-addr", "", "address of the authoritative DNS server, UDP and TCP (e.g. :53; empty: off)")
+	fs.StringSliceVar(&o.publicIPs, "public-ip", nil, "the edge's public addresses: AAAA (IPv6) and A (IPv4) records of tunnel hostnames (default ::1 and 127.0.0.1)")
+	fs.StringArrayVar(&o.regions, "region", nil, "a discovery region for the SRV record, NAME=IP[,IP...] (repeatable; default region1 = --public-ip)")
+	fs.DurationVar(&o.deleteMin, "dns-delete-min", 24*time.Hour, "an unregistered tunnel's DNS records are deleted after a random delay of at least this")
+	fs.DurationVar(&o.deleteMax, "dns-delete-max", 48*time.Hour, "... and at most this")
+	fs.StringVar(&o.adminEmail, "admin-email", "", "first start: the first super administrator's email (default admin@DOMAIN); its password is $CULVERT_ADMIN_PASSWORD, or printed once")
+	fs.StringVar(&o.apiURL, "api-url", "", "the control API's URL written into cert.pem files (default https://ADDRESS of --api-addr)")
 	o.logs.register(fs)
 }
 
@@ -58,6 +76,8 @@ type runningEdge struct {
 	dp               *edge.Edge
 	tunnelLn, httpLn net.Listener
 	apiLn, metricsLn net.Listener
+	dns              *dnsserver.Server
+	stop             context.CancelFunc
 	logger           *slog.Logger
 	errc             chan error
 }
@@ -69,13 +89,35 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 		return nil, err
 	}
 	ctl.TunnelLimit = o.tunnelLimit
-	r := &runningEdge{ctl: ctl, logger: logger, errc: make(chan error, 4)}
+	ctx, stop := context.WithCancel(context.Background())
+	r := &runningEdge{ctl: ctl, logger: logger, errc: make(chan error, 4), stop: stop}
 	ok := false
 	defer func() {
 		if !ok {
 			r.close()
 		}
 	}()
+	if generated, err := ctl.SetupAdmin(o.adminEmail, os.Getenv("CULVERT_ADMIN_PASSWORD")); err != nil {
+		return nil, fmt.Errorf("first super administrator: %w", err)
+	} else if generated != "" {
+		u, _ := ctl.Store.GetUser(ctl.AdminUserID)
+		fmt.Fprintf(os.Stderr, "culvert edge: first super administrator %s, password %s\n"+
+			"(printed this once; set $CULVERT_ADMIN_PASSWORD at first start to choose it)\n", u.Email, generated)
+	}
+	for _, ip := range o.publicIPs {
+		a, err := netip.ParseAddr(strings.TrimSpace(ip))
+		if err != nil {
+			return nil, fmt.Errorf("--public-ip %q: %w", ip, err)
+		}
+		ctl.PublicAddrs = append(ctl.PublicAddrs, a)
+	}
+	if ctl.Regions, err = parseRegions(o.regions); err != nil {
+		return nil, err
+	}
+	ctl.RecordDeleteMin, ctl.RecordDeleteMax = o.deleteMin, o.deleteMax
+	if o.deleteMax < o.deleteMin {
+		return nil, fmt.Errorf("--dns-delete-max %v is below --dns-delete-min %v", o.deleteMax, o.deleteMin)
+	}
 	tlsCfg, err := ctl.TunnelTLS()
 	if err != nil {
 		return nil, err
@@ -89,8 +131,16 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 		return nil, fmt.Errorf("--tunnel-addr: %w", err)
 	}
 	ctl.Edges = o.advertise
-	if len(ctl.Edges) == 0 {
+	if len(ctl.Edges) == 0 && o.dnsAddr == "" {
+		// With a DNS server, connectors find the edges by its SRV record.
 		ctl.Edges = []string{advertised(r.tunnelLn.Addr())}
+	}
+	ctl.TunnelPort = uint16(r.tunnelLn.Addr().(*net.TCPAddr).Port)
+	if len(ctl.Regions) == 0 {
+		ctl.Regions = []dnsserver.Region{{Name: "region1", Addrs: ctl.PublicAddrs}}
+		if len(o.publicIPs) == 0 {
+			ctl.Regions[0].Addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+		}
 	}
 	if r.httpLn, err = net.Listen("tcp", o.httpAddr); err != nil {
 		return nil, fmt.Errorf("--http-addr: %w", err)
@@ -105,6 +155,10 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 			return nil, fmt.Errorf("--api-addr: %w", err)
 		}
 		r.apiLn = ln
+		ctl.API = o.apiURL
+		if ctl.API == "" {
+			ctl.API = "https://" + advertised(ln.Addr())
+		}
 		srv := &http.Server{Handler: (&control.API{Edge: ctl}).Handler(), TLSConfig: apiTLS, ReadHeaderTimeout: 10 * time.Second}
 		go srv.ServeTLS(ln, "", "")
 	}
@@ -117,6 +171,14 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 			return nil, fmt.Errorf("--metrics: %w", err)
 		}
 	}
+	if o.dnsAddr != "" {
+		r.dns = dnsserver.New(dnsserver.Config{Addr: o.dnsAddr, Logger: logger, Load: ctl.DNSData})
+		if err := r.dns.Start(); err != nil {
+			return nil, fmt.Errorf("--dns-addr: %w", err)
+		}
+		ctl.OnDNSChange = r.dns.Reload
+	}
+	go ctl.Run(ctx)
 	go func() { r.errc <- r.dp.ServeTunnels(r.tunnelLn) }()
 	go func() { r.errc <- r.dp.ServeVisitors(r.httpLn) }()
 	ok = true
@@ -130,8 +192,32 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 	if r.metricsLn != nil {
 		attrs = append(attrs, "metrics", r.metricsLn.Addr().String())
 	}
+	if r.dns != nil {
+		attrs = append(attrs, "dns", r.dns.Addr())
+	}
 	logger.Info("edge running", attrs...)
 	return r, nil
+}
+
+// parseRegions reads --region NAME=IP[,IP...] flags.
+func parseRegions(flags []string) ([]dnsserver.Region, error) {
+	var out []dnsserver.Region
+	for _, f := range flags {
+		name, ips, ok := strings.Cut(f, "=")
+		if !ok || name == "" || ips == "" {
+			return nil, fmt.Errorf("--region %q: want NAME=IP[,IP...]", f)
+		}
+		reg := dnsserver.Region{Name: strings.ToLower(name)}
+		for _, ip := range strings.Split(ips, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(ip))
+			if err != nil {
+				return nil, fmt.Errorf("--region %q: %w", f, err)
+			}
+			reg.Addrs = append(reg.Addrs, a)
+		}
+		out = append(out, reg)
+	}
+	return out, nil
 }
 
 // advertised turns a listener address into one a connector can dial: an
@@ -157,6 +243,12 @@ func (r *runningEdge) shutdown(grace time.Duration) {
 }
 
 func (r *runningEdge) close() {
+	if r.stop != nil {
+		r.stop()
+	}
+	if r.dns != nil {
+		r.dns.Close()
+	}
 	for _, ln := range []net.Listener{r.tunnelLn, r.httpLn, r.apiLn, r.metricsLn} {
 		if ln != nil {
 			ln.Close()
@@ -168,7 +260,7 @@ func (r *runningEdge) close() {
 func runEdgeCommand(args []string) error {
 	if len(args) > 0 {
 		switch args[0] {
-		case "zone", "cert":
+		case "zone", "cert", "account", "user":
 			return runEdgeAdmin(args)
 		}
 	}

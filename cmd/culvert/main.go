@@ -24,7 +24,15 @@ Usage:
   culvert edge zone create ZONE       create a zone and write a cert.pem for it
   culvert edge cert issue ZONE        write a new cert.pem for a zone
   culvert edge cert list|revoke       list or revoke origin certificates
+  culvert edge account create|list    accounts (operators)
+  culvert edge user create|list|set|remove   users and their roles (a change rolls the user's key)
+  culvert login --edge URL            get a cert.pem through the browser (super administrators)
+  culvert cert inspect [FILE]         what a cert.pem holds and until when
+  culvert cert list|revoke SERIAL     the account's origin certificates
   culvert tunnel [flags]              run a connector for one hostname
+  culvert tunnel list|delete HOST     the account's tunnels
+  culvert dns list|delete NAME        the account's DNS records
+  culvert audit                       the account's audit log
   culvert version
 
 Run "culvert COMMAND --help" for a command's flags.
@@ -44,6 +52,14 @@ func main() {
 		err = runEdgeCommand(args)
 	case "tunnel":
 		err = runTunnel(args)
+	case "login":
+		err = runLogin(args)
+	case "cert":
+		err = runCertCommand(args)
+	case "dns":
+		err = runDNSCommand(args)
+	case "audit":
+		err = runAuditCommand(args)
 	case "version", "--version":
 		fmt.Println("culvert", version)
 	case "help", "-h", "--help":

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/culvert-tunnel/culvert/dataplane/connector"
@@ -31,6 +32,7 @@ type tunnelOptions struct {
 	metricsAddr  string
 	pingInterval time.Duration
 	pingMisses   int
+	discoveryDNS string
 	origin       origin.Config
 	logs         logFlags
 }
@@ -40,7 +42,8 @@ func (o *tunnelOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.url, "url", "", "the origin: http://host:port, https://host:port or unix:/path")
 	fs.BoolVar(&o.helloWorld, "hello-world", false, "serve the built-in hello-world origin instead of --url")
 	fs.StringVar(&o.originCert, "origincert", filepath.Join(homeDir(), ".culvert", "cert.pem"), "the cert.pem to log in with")
-	fs.StringArrayVar(&o.edges, "edge", nil, "edge tunnel address host:port (repeatable; default: the edges in cert.pem)")
+	fs.StringArrayVar(&o.edges, "edge", nil, "edge tunnel address host:port (repeatable; default: the edges in cert.pem, else found by DNS)")
+	fs.StringVar(&o.discoveryDNS, "discovery-dns", "", "DNS server (host:port) to find the edges from, by the SRV record _culvert._tcp.DOMAIN (default: the system resolver, when cert.pem names no edges)")
 	fs.StringVar(&o.edgeCA, "edge-ca", "", "CA certificate (PEM file) of the edge (default: the one in cert.pem)")
 	fs.StringVar(&o.serverName, "edge-server-name", "", "the edge's tunnel server name (default: the one in cert.pem)")
 	fs.StringVar(&o.lbPool, "lb-pool", "", "load-balancer pool this replica joins (every replica of a hostname gives the same one)")
@@ -61,6 +64,12 @@ func (o *tunnelOptions) register(fs *pflag.FlagSet) {
 }
 
 func runTunnel(args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "list", "delete":
+			return runTunnelAdmin(args)
+		}
+	}
 	var o tunnelOptions
 	fs := pflag.NewFlagSet("culvert tunnel", pflag.ContinueOnError)
 	o.register(fs)
@@ -167,6 +176,18 @@ func startTunnel(ctx context.Context, o *tunnelOptions, b *culverttls.Bundle, lo
 		return nil, fmt.Errorf("cert.pem names no tunnel server name: give --edge-server-name")
 	}
 	edges := o.edges
+	if len(edges) == 0 && (o.discoveryDNS != "" || len(b.Token.Edges) == 0) {
+		domain, ok := strings.CutPrefix(serverName, "tunnel.")
+		if !ok {
+			return nil, fmt.Errorf("cannot tell the edge's domain from its server name %q: give --edge host:port", serverName)
+		}
+		found, err := connector.DiscoverEdges(ctx, o.discoveryDNS, domain)
+		if err != nil {
+			return nil, fmt.Errorf("finding the edges: %w (or give --edge host:port)", err)
+		}
+		logger.Info("edges found by DNS", "edges", found, "server", o.discoveryDNS)
+		edges = found
+	}
 	if len(edges) == 0 {
 		edges = b.Token.Edges
 	}
