@@ -36,8 +36,9 @@ vet:
 # the stacks of running goroutines too (a spinning one shows up).
 unit:
 	H2SPEC=$(H2SPEC) GOTRACEBACK=crash $(GO) test -race -shuffle=on -timeout 5m $(PKGS)
-	# allocation contracts are checked without -race (it allocates)
-	$(GO) test -run 'Alloc' -count=1 $(PKGS)
+	# allocation contracts, and tests at real scale (the race detector
+	# allows 8128 goroutines), run without -race
+	$(GO) test -run 'Alloc|AtRealScale' -count=1 $(PKGS)
 	# every benchmark once, so none rots
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS) > /dev/null
 
@@ -50,7 +51,8 @@ FUZZ_TARGETS = \
 	./frames/hpack:FuzzRoundTrip \
 	./dataplane:FuzzServerConn \
 	./dataplane/tunnel:FuzzReadMessage \
-	./tls:FuzzParseBundle
+	./tls:FuzzParseBundle \
+	./control/dnsserver:FuzzServeDNS
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -69,19 +71,29 @@ bench-all:
 
 ## tools: external programs the tests and benchmarks drive, installed by
 ## name and version (h2spec: the HTTP/2 conformance suite; benchstat; etcd:
-## the shared store of several edges, from Debian's etcd-server package).
+## the shared store of several edges, from Debian's etcd-server package;
+## chromium, dig and curl for the control path's end-to-end test, from
+## Debian's chromium, dnsutils and curl packages).
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 H2SPEC    := $(GOBIN_DIR)/h2spec
 BENCHSTAT := $(GOBIN_DIR)/benchstat
 
-.PHONY: etcd
-tools: $(H2SPEC) $(BENCHSTAT) etcd
+.PHONY: debian-tools
+tools: $(H2SPEC) $(BENCHSTAT) debian-tools
 
-# etcd-server installs /usr/bin/etcd; sudo only when not root.
-etcd:
-	@command -v etcd >/dev/null || [ -x /usr/bin/etcd ] || { \
+# Debian packages, installed only when their command is missing (one
+# apt-get update for all); sudo only when not root.
+DEBIAN_TOOLS = etcd:etcd-server chromium:chromium dig:dnsutils curl:curl
+debian-tools:
+	@missing=; for t in $(DEBIAN_TOOLS); do \
+		cmd=$${t%%:*}; pkg=$${t##*:}; \
+		command -v $$cmd >/dev/null || [ -x /usr/bin/$$cmd ] || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server; }
+		echo "installing:$$missing"; \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
 
 $(H2SPEC):
 	$(GO) install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible

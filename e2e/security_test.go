@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -343,4 +344,33 @@ func TestTunnelLimit(t *testing.T) {
 	one.stop()
 	three := startConnector(t, te, b, connOptions{hostname: "three.example.test", originURL: origin})
 	waitRegistered(t, te, three, "three.example.test")
+}
+
+// TestTamperedCertPEMRefused: a cert.pem edited by hand is refused. A
+// certificate whose bytes were changed (here its signature) fails the TLS
+// handshake; a token changed fails the registration with a message that
+// says to log in again.
+func TestTamperedCertPEMRefused(t *testing.T) {
+	logs := newLogBook(t)
+	te := startEdge(t, logs, edgeOptions{})
+	b := te.zoneBundle("example.test")
+
+	der := bytes.Clone(b.Cert.Raw)
+	der[len(der)-5] ^= 0x55 // inside the signature
+	forged, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatalf("the tampered certificate does not even parse: %v", err)
+	}
+	expectTLSFailure(t, te, &culverttls.Bundle{Cert: forged, Key: b.Key, Token: b.Token}, connOptions{}, true, "tls", "certificate")
+	recs := te.logs.find("edge", "tunnel TLS handshake failed")
+	if len(recs) == 0 || !strings.Contains(recs[0].attrs["err"], "verif") {
+		t.Errorf("the edge's handshake failure %v does not say the certificate failed verification", recs)
+	}
+
+	tok := b.Token
+	tok.APIToken = tok.APIToken[:len(tok.APIToken)-2] + "xx"
+	terr := expectRefusal(t, te, &culverttls.Bundle{Cert: b.Cert, Key: b.Key, Token: tok}, "app.example.test", tunnel.CodeBadToken)
+	if !strings.Contains(terr.Message, "not valid") || !strings.Contains(terr.Message, "culvert login") {
+		t.Fatalf("tampered token message: %q", terr.Message)
+	}
 }

@@ -199,6 +199,22 @@ func TestControlPathStory(t *testing.T) {
 	if l := culvert(t, "dns", "list", "--origincert", certFile); strings.Contains(l, "app.example.test") {
 		t.Fatalf("dns list after the delay:\n%s", l)
 	}
+
+	// Certificates stay until revoked; a revoked one is refused at the
+	// TLS handshake and the connector says so and exits.
+	serial := regexp.MustCompile(`Serial:\s+([0-9a-f]+)`).FindStringSubmatch(insp)[1]
+	if l := culvert(t, "cert", "list", "--origincert", certFile); !strings.Contains(l, serial) {
+		t.Fatalf("cert list lacks %s:\n%s", serial, l)
+	}
+	culvert(t, "cert", "revoke", serial, "--origincert", certFile)
+	again := start(t, "tunnel", "--origincert", certFile, "--hostname", "app.example.test", "--hello-world",
+		"--discovery-dns", dnsAddr, "--metrics", freePort(t), "--ha-connections", "1")
+	if err := again.wait(20 * time.Second); err == nil || !strings.Contains(again.output(), "certificate") {
+		t.Fatalf("a tunnel with a revoked certificate: %v\n%s", err, again.output())
+	}
+	if !strings.Contains(culvert(t, "audit", "--origincert", certFile), "CertRevoked") {
+		t.Fatal("audit lacks CertRevoked")
+	}
 }
 
 func must0(t *testing.T, err error) {
