@@ -97,12 +97,18 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 			r.close()
 		}
 	}()
-	if generated, err := ctl.SetupAdmin(o.adminEmail, os.Getenv("CULVERT_ADMIN_PASSWORD")); err != nil {
-		return nil, fmt.Errorf("first super administrator: %w", err)
-	} else if generated != "" {
-		u, _ := ctl.Store.GetUser(ctl.AdminUserID)
-		fmt.Fprintf(os.Stderr, "culvert edge: first super administrator %s, password %s\n"+
-			"(printed this once; set $CULVERT_ADMIN_PASSWORD at first start to choose it)\n", u.Email, generated)
+	// The sign-in of the first super administrator (the control API
+	// serves the login and dashboard pages; without it there is none).
+	if o.apiAddr != "" {
+		generated, err := ctl.SetupAdmin(o.adminEmail, os.Getenv("CULVERT_ADMIN_PASSWORD"))
+		if err != nil {
+			return nil, fmt.Errorf("first super administrator: %w", err)
+		}
+		if generated != "" {
+			u, _ := ctl.Store.GetUser(ctl.AdminUserID)
+			fmt.Fprintf(os.Stderr, "culvert edge: first super administrator %s, password %s\n"+
+				"(printed this once; set $CULVERT_ADMIN_PASSWORD at first start to choose it)\n", u.Email, generated)
+		}
 	}
 	for _, ip := range o.publicIPs {
 		a, err := netip.ParseAddr(strings.TrimSpace(ip))

@@ -39,7 +39,7 @@ func runQuickstart(args []string) error {
 
 	ctx, cancel := signalContext()
 	defer cancel()
-	eo := edgeOptions{dataDir: dir, domain: "culvert.test", tunnelAddr: "127.0.0.1:0", httpAddr: *listen, grace: 5 * time.Second}
+	eo := edgeOptions{dataDir: dir, domain: "quickstart.internal", tunnelAddr: "127.0.0.1:0", httpAddr: *listen, grace: 5 * time.Second}
 	re, err := startEdge(&eo, logger)
 	if err != nil {
 		return err
