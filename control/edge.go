@@ -98,6 +98,7 @@ type Edge struct {
 	live map[string]map[string]bool // account -> live hostnames
 
 	signInSem chan struct{} // bounds concurrent password checks
+	failures  failureTable  // sign-in lockout
 	dummyHash string        // checked for unknown users, so they take as long
 	logins    *loginTable
 	webKey    []byte // HMAC key of the dashboard's session cookies

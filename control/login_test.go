@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -353,5 +354,39 @@ func TestPermissions(t *testing.T) {
 	}
 	if _, err := te.SignIn("mem@acme.test", "anything at all"); err != ErrBadCredentials {
 		t.Fatalf("removed user's sign-in: %v", err)
+	}
+}
+
+func TestSignInLockout(t *testing.T) {
+	te := newTestEdge(t)
+	for i := range maxFailures {
+		if _, err := te.SignIn("admin@culvert.test", "wrong password"); err != ErrBadCredentials {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	// Now even the right password is refused, with its own message.
+	if _, err := te.SignIn("ADMIN@culvert.test", adminPassword); err != ErrLockedOut {
+		t.Fatalf("after %d failures: %v", maxFailures, err)
+	}
+	c := te.browser(t)
+	resp, page := signInForm(t, c, te.srv.URL+"/signin", "admin@culvert.test", adminPassword)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(page, "Too many failed sign-ins") {
+		t.Fatalf("sign-in page when locked: %d %s", resp.StatusCode, page)
+	}
+	// Others are not affected; the window passes.
+	if _, err := te.SignIn("nobody@culvert.test", "whatever it is"); err != ErrBadCredentials {
+		t.Fatal(err)
+	}
+	if te.failures.locked("admin@culvert.test", time.Now().Add(failureWindow)) {
+		t.Fatal("still locked after the window")
+	}
+	// The table is bounded.
+	var f failureTable
+	now := time.Now()
+	for i := range maxFailureEmails + 10 {
+		f.fail(fmt.Sprintf("u%d@x.test", i), now.Add(time.Duration(i)))
+	}
+	if len(f.m) > maxFailureEmails {
+		t.Fatalf("%d entries", len(f.m))
 	}
 }

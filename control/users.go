@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Passwords are stored as "pbkdf2-sha256$ITERATIONS$SALT$HASH" (base64
@@ -296,8 +298,20 @@ func (e *Edge) ChangeUser(actor User, userRef string, role Role, account string,
 // answers an unknown email, a wrong password, a service user and a removed
 // user; a password check runs in every case so the answer takes as long.
 func (e *Edge) SignIn(email, password string) (User, error) {
+	email = normEmail(email)
+	if e.failures.locked(email, time.Now()) {
+		return User{}, ErrLockedOut
+	}
 	e.signInSem <- struct{}{}
 	defer func() { <-e.signInSem }()
+	u, err := e.signIn(email, password)
+	if errors.Is(err, ErrBadCredentials) {
+		e.failures.fail(email, time.Now())
+	}
+	return u, err
+}
+
+func (e *Edge) signIn(email, password string) (User, error) {
 	u, err := e.Store.UserByEmail(email)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
@@ -316,6 +330,71 @@ func (e *Edge) SignIn(email, password string) (User, error) {
 		return User{}, ErrBadCredentials
 	}
 	return u, nil
+}
+
+// ErrLockedOut answers sign-ins to an email after too many wrong
+// passwords.
+var ErrLockedOut = errors.New("too many failed sign-ins for this email: try again in 15 minutes")
+
+// Sign-in failures: after maxFailures wrong passwords for one email within
+// failureWindow, its sign-ins are refused until the window has passed.
+// The table is bounded; when full, expired entries go first, then the
+// oldest.
+const (
+	maxFailures      = 10
+	failureWindow    = 15 * time.Minute
+	maxFailureEmails = 10_000
+)
+
+type failureTable struct {
+	mu sync.Mutex
+	m  map[string]*failures
+}
+
+type failures struct {
+	n     int
+	first time.Time
+}
+
+func (f *failureTable) locked(email string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.m[email]
+	return r != nil && r.n >= maxFailures && now.Sub(r.first) < failureWindow
+}
+
+func (f *failureTable) fail(email string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]*failures{}
+	}
+	r := f.m[email]
+	if r == nil || now.Sub(r.first) >= failureWindow {
+		if r == nil && len(f.m) >= maxFailureEmails {
+			f.evict(now)
+		}
+		r = &failures{first: now}
+		f.m[email] = r
+	}
+	r.n++
+}
+
+func (f *failureTable) evict(now time.Time) {
+	var oldest string
+	var at time.Time
+	for k, r := range f.m {
+		if now.Sub(r.first) >= failureWindow {
+			delete(f.m, k)
+			continue
+		}
+		if oldest == "" || r.first.Before(at) {
+			oldest, at = k, r.first
+		}
+	}
+	if len(f.m) >= maxFailureEmails {
+		delete(f.m, oldest)
+	}
 }
 
 // SetupAdmin gives the first super administrator its email and password

@@ -147,7 +147,9 @@ func (a *API) signIn(w http.ResponseWriter, r *http.Request, action, intro strin
 	u, err := a.Edge.SignIn(email, r.PostFormValue("password"))
 	if err != nil {
 		msg := "Wrong email or password."
-		if !errors.Is(err, ErrBadCredentials) {
+		if errors.Is(err, ErrLockedOut) {
+			msg = "Too many failed sign-ins for this email: try again in 15 minutes."
+		} else if !errors.Is(err, ErrBadCredentials) {
 			msg = "The edge could not check the password; try again."
 		}
 		a.Edge.Logger.Info("sign-in refused", "email", email, "remote", r.RemoteAddr)
