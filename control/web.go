@@ -2,11 +2,10 @@ package control
 
 import (
 	"errors"
-	"html/template"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -16,100 +15,6 @@ import (
 
 const sessionCookie = "culvert_session"
 
-var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"when": func(t time.Time) string {
-		if t.IsZero() {
-			return ""
-		}
-		return t.UTC().Format("2006-01-02 15:04:05Z")
-	},
-	"join": strings.Join,
-}).Parse(`
-{{define "head"}}<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{.Title}} · culvert</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="icon" href="data:,">
-<style>
-body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f4f6f9}
-header{background:#1d2330;color:#fff;padding:.7em 1.5em;display:flex;justify-content:space-between;align-items:center}
-header form{margin:0} main{max-width:72em;margin:1.5em auto;padding:0 1.5em}
-.card{background:#fff;border:1px solid #d9dee7;border-radius:6px;padding:1.2em 1.5em;margin-bottom:1.2em}
-label{display:block;margin:.6em 0 .2em} input[type=email],input[type=password]{width:100%;max-width:24em;padding:.4em;box-sizing:border-box}
-button{margin-top:1em;padding:.45em 1.2em;background:#2457c5;color:#fff;border:0;border-radius:4px;cursor:pointer}
-header button{margin:0;background:#3b4458}
-table{border-collapse:collapse;width:100%;font-size:14px} th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #e6e9ef;vertical-align:top}
-.err{background:#fdecec;border:1px solid #e3a5a5;padding:.6em 1em;border-radius:4px}
-.ok{background:#e9f7ee;border:1px solid #9fd3b0;padding:.6em 1em;border-radius:4px}
-.muted{color:#6b7385} code{background:#eef1f6;padding:0 .3em;border-radius:3px}
-</style></head><body>
-<header><strong>culvert</strong>{{if .User}}<form method="post" action="/signout"><input type="hidden" name="csrf" value="{{.CSRF}}"><span>{{.User.Email}} ({{.User.Role}}) </span><button id="signout">Sign out</button></form>{{end}}</header>
-<main>{{end}}
-{{define "foot"}}</main></body></html>{{end}}
-
-{{define "signin"}}{{template "head" .}}
-<div class="card"><h1>Sign in</h1>
-{{if .Intro}}<p>{{.Intro}}</p>{{end}}
-{{if .Error}}<p class="err" id="error">{{.Error}}</p>{{end}}
-<form method="post" action="{{.Action}}" id="signin-form">
-<input type="hidden" name="action" value="signin">
-<label for="email">Email</label><input type="email" id="email" name="email" value="{{.Email}}" required autocomplete="username">
-<label for="password">Password</label><input type="password" id="password" name="password" required autocomplete="current-password">
-<button type="submit" id="signin">Sign in</button>
-</form></div>
-{{template "foot" .}}{{end}}
-
-{{define "authorize"}}{{template "head" .}}
-<div class="card"><h1>Authorize a connector</h1>
-<p>A <code>culvert login</code> is waiting. Pick the zone whose tunnels it will serve; the edge then issues an
-origin certificate for that zone (for the key the connector generated, which stays with it) and gives it
-an API token of your key.</p>
-{{if .Error}}<p class="err" id="error">{{.Error}}</p>{{end}}
-{{if .CanAuthorize}}{{if .Zones}}
-<form method="post" action="{{.Action}}" id="authorize-form">
-<input type="hidden" name="action" value="authorize"><input type="hidden" name="csrf" value="{{.CSRF}}">
-{{range $i, $z := .Zones}}<label><input type="radio" name="zone" value="{{$z.Name}}" {{if eq $i 0}}checked{{end}}> {{$z.Name}}{{if $z.Partial}} <span class="muted">(partial zone)</span>{{end}}</label>{{end}}
-<button type="submit" id="authorize">Authorize</button>
-</form>{{else}}<p class="err" id="error">Your account has no zone yet: an administrator creates one with <code>culvert edge zone create</code>.</p>{{end}}
-{{end}}</div>
-{{template "foot" .}}{{end}}
-
-{{define "done"}}{{template "head" .}}
-<div class="card"><h1>Done</h1><p class="ok" id="done">The connector is authorized for <strong>{{.Zone}}</strong>. Return to your terminal: <code>culvert login</code> writes cert.pem.</p>
-<p><a href="/dashboard">Dashboard</a></p></div>
-{{template "foot" .}}{{end}}
-
-{{define "message"}}{{template "head" .}}
-<div class="card"><h1>{{.Title}}</h1><p class="err" id="error">{{.Error}}</p></div>
-{{template "foot" .}}{{end}}
-
-{{define "dashboard"}}{{template "head" .}}
-<div class="card"><h1>Dashboard</h1><p class="muted">Account {{.Account}}{{if .Operator}} · operator: every account is shown{{end}}</p></div>
-<div class="card"><h2>Tunnels</h2>
-<table id="tunnels"><tr><th>Hostname</th><th>Status</th><th>Pool</th><th>Last registered</th></tr>
-{{range .Tunnels}}<tr><td>{{.Hostname}}</td><td>{{if .Live}}connected{{else if not .DeleteAt.IsZero}}unregistered, deleted at {{when .DeleteAt}}{{else}}not connected here{{end}}</td><td>{{.LBPool}}</td><td>{{when .LastSeen}}</td></tr>
-{{else}}<tr><td colspan="4" class="muted">none</td></tr>{{end}}</table></div>
-<div class="card"><h2>DNS records</h2>
-<table id="records"><tr><th>Name</th><th>Type</th><th>Value</th><th>Deletion</th></tr>
-{{range .Records}}<tr><td>{{.Name}}</td><td>{{.Type}}</td><td>{{join .Values ", "}}</td><td>{{when .DeleteAt}}</td></tr>
-{{else}}<tr><td colspan="4" class="muted">none</td></tr>{{end}}</table></div>
-<div class="card"><h2>Certificates</h2>
-<table id="certs"><tr><th>Serial</th><th>Zone</th><th>Issued</th><th>Not after</th><th>Revoked</th></tr>
-{{range .Certs}}<tr><td><code>{{.Serial}}</code></td><td>{{.Zone}}</td><td>{{when .Issued}}</td><td>{{when .NotAfter}}</td><td>{{if .Revoked}}revoked {{when .RevokedAt}}{{end}}</td></tr>
-{{else}}<tr><td colspan="5" class="muted">none</td></tr>{{end}}</table></div>
-<div class="card"><h2>Audit log</h2>
-<table id="audit"><tr><th>Time</th><th>Event</th><th>Subject</th><th>Detail</th><th>Actor</th></tr>
-{{range .Audit}}<tr><td>{{when .Time}}</td><td>{{.Kind}}</td><td>{{.Subject}}</td><td>{{.Detail}}</td><td class="muted">{{.Actor}}</td></tr>
-{{else}}<tr><td colspan="5" class="muted">none</td></tr>{{end}}</table></div>
-{{template "foot" .}}{{end}}
-`))
-
-type pageData struct {
-	Title, Error, Intro, Action, Email, CSRF, Zone string
-	User                                           *User
-	Zones                                          []Zone
-	CanAuthorize                                   bool
-}
-
 func (a *API) render(w http.ResponseWriter, status int, name string, data any) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
@@ -118,9 +23,7 @@ func (a *API) render(w http.ResponseWriter, status int, name string, data any) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
-	if err := pages.ExecuteTemplate(w, name, data); err != nil {
-		a.Edge.Logger.Error("rendering a page failed", "page", name, "err", err)
-	}
+	io.WriteString(w, renderPage(name, data))
 }
 
 // sessionUser returns the signed-in user and the cookie value, if any.
@@ -292,13 +195,5 @@ func (a *API) dashboard(w http.ResponseWriter, r *http.Request) {
 	if len(audit) > 200 {
 		audit = audit[:200]
 	}
-	a.render(w, http.StatusOK, "dashboard", struct {
-		pageData
-		Account  string
-		Operator bool
-		Tunnels  []tunnelRow
-		Records  []DNSRecord
-		Certs    []certRow
-		Audit    []AuditEvent
-	}{pageData{Title: "Dashboard", User: u, CSRF: e.CSRFToken(cookie)}, u.AccountID, op, trs, recs, crs, audit})
+	a.render(w, http.StatusOK, "dashboard", dashboardData{pageData{Title: "Dashboard", User: u, CSRF: e.CSRFToken(cookie)}, u.AccountID, op, trs, recs, crs, audit})
 }
