@@ -226,7 +226,12 @@ func (c *Conn) resetStreamLocked(s *Stream, err error) {
 	}
 	s.err = err
 	var re ResetError
-	if errors.As(err, &re) && !re.Remote && !c.closed {
+	// A stream we opened whose HEADERS have not gone out does not exist
+	// on the wire: RST_STREAM for it would be a frame on an idle stream,
+	// a connection error for the peer (§5.1). It is dropped quietly; its
+	// id stays unused, and the next one closes it implicitly (§5.1.1).
+	onWire := c.peerInitiated(s.id) || s.hdrsSent
+	if errors.As(err, &re) && !re.Remote && !c.closed && onWire {
 		c.stats.ResetsSent++
 		c.noteResetLocked(s.id)
 		c.pushCtrlLocked(ctrlFrame{typ: frames.FrameRSTStream, streamID: s.id, val: uint32(re.Code)})
