@@ -45,8 +45,9 @@
 // It is not a general PKI: there are no intermediate CAs, no name
 // constraints beyond the zone rule, and culvert generates no key other than
 // ECDSA P-256.
-// It does not issue HTTPS certificates for visitors (the edge's visitor
-// ingress has none yet). It does not publish revocation: there is no OCSP
+// VisitorCerts picks the edge's HTTPS certificate for a visitor by SNI:
+// the operator's files, else one per zone (zone and *.zone) from the
+// visitor CA; it is not an ACME client. It does not publish revocation: there is no OCSP
 // responder and no CRL distribution; the edge checks serials against its
 // own list through the callback given to TunnelServerConfig.
 package culverttls
