@@ -1,8 +1,11 @@
 // Package edge is culvert's edge side: it accepts tunnel connections from
 // connectors (TLS with a client certificate, then the HTTP/2 engine's client
-// role), registers them through a Registrar, and serves visitors over
-// HTTP/1.1, sending each request down the least busy live connection of its
-// hostname as one stream.
+// role), registers them through a Registrar, and serves visitors, sending
+// each request down the least busy live connection of its hostname as one
+// stream. Visitors speak HTTP/1.1 (fasthttp) or HTTP/2 (the engine's server
+// role): on the plain port by prior knowledge (h2c), on the TLS port by
+// ALPN; websockets by Upgrade or by extended CONNECT (RFC 8441). Responses
+// are compressed (gzip, zstd) for visitors who accept it.
 //
 // What it is not: the control path. Who may register which hostname, the
 // store, DNS and the audit log sit behind the Registrar interface (package
@@ -94,6 +97,7 @@ type Edge struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	pending   map[net.Conn]struct{}
+	h2conns   map[*dataplane.Conn]struct{} // HTTP/2 visitor connections
 	closing   bool
 	wg        sync.WaitGroup
 }
@@ -129,6 +133,7 @@ func New(cfg Config) (*Edge, error) {
 		reqPrefix: rand.Uint64() << 32,
 		listeners: map[net.Listener]struct{}{},
 		pending:   map[net.Conn]struct{}{},
+		h2conns:   map[*dataplane.Conn]struct{}{},
 	}
 	e.metrics = newEdgeMetrics(cfg.Metrics, e)
 	e.visitor = e.newVisitorServer()
@@ -338,6 +343,8 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 	e.mu.Unlock()
 	visitorsDone := make(chan error, 1)
 	go func() { visitorsDone <- e.visitor.ShutdownWithContext(ctx) }()
+	h2Done := make(chan struct{})
+	go func() { e.shutdownH2Visitors(ctx); close(h2Done) }()
 	for _, t := range e.reg.all() {
 		t.leaving.Store(true)
 		t.ctrlMu.Lock()
@@ -347,6 +354,7 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 		t.ctrlMu.Unlock()
 	}
 	err := <-visitorsDone
+	<-h2Done
 	if errors.Is(err, net.ErrClosed) {
 		err = nil // the visitor listeners were closed above
 	}

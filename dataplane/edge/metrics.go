@@ -26,6 +26,9 @@ type edgeMetrics struct {
 	websockets                      *metrics.Counter
 	registrations, registerFailures *metrics.Counter
 	tunnelHandshakeFailures         *metrics.Counter
+	visitorTLSFailures              *metrics.Counter
+	h2Conns                         *metrics.Counter // open HTTP/2 visitor connections (Inc/Dec)
+	h2Requests, compressed          *metrics.Counter
 	statuses                        *prom.StatusCounters
 	duration                        *prom.Histogram
 }
@@ -55,6 +58,10 @@ func newEdgeMetrics(set *metrics.Set, e *Edge) *edgeMetrics {
 	m.registrations = set.NewCounter("culvert_edge_tunnel_registrations_total")
 	m.registerFailures = set.NewCounter("culvert_edge_tunnel_registration_failures_total")
 	m.tunnelHandshakeFailures = set.NewCounter("culvert_edge_tunnel_handshake_failures_total")
+	m.visitorTLSFailures = set.NewCounter("culvert_edge_visitor_tls_handshake_failures_total")
+	m.h2Conns = set.NewCounter("culvert_edge_visitor_h2_connections")
+	m.h2Requests = set.NewCounter(`culvert_edge_requests_by_protocol_total{protocol="h2"}`)
+	m.compressed = set.NewCounter("culvert_edge_compressed_responses_total")
 	set.NewGauge("culvert_edge_tunnel_connections", func() float64 { return float64(e.Connections()) })
 	set.NewGauge("culvert_edge_tunnel_hostnames", func() float64 { return float64(e.reg.hostnames()) })
 	set.NewGauge("culvert_edge_requests_inflight", func() float64 {

@@ -18,15 +18,21 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// ServeVisitors serves visitors over HTTP/1.1 on ln until the edge shuts
-// down.
+// ServeVisitors serves visitors over plain HTTP on ln until the edge shuts
+// down: HTTP/1.1, and HTTP/2 for those that start with its preface (h2c
+// with prior knowledge).
 func (e *Edge) ServeVisitors(ln net.Listener) error {
 	if !e.track(ln) {
 		ln.Close()
 		return errClosed
 	}
 	defer e.untrack(ln)
-	err := e.visitor.Serve(ln)
+	sl := sniffH2C(ln, e.cfg.VisitorReadTimeout, func(c net.Conn) {
+		e.wg.Add(1)
+		defer e.wg.Done()
+		e.serveH2Visitor(c, false)
+	})
+	err := e.visitor.Serve(sl)
 	if e.isClosing() {
 		return nil
 	}
@@ -295,7 +301,32 @@ open:
 	}
 	rb := respBodyPool.Get().(*respBody)
 	*rb = respBody{e: e, t: t, s: s, up: up, start: start}
+	if enc := compressionFor(ctx.Request.Header.Peek("Accept-Encoding"), ctx.Method(), status, hdrs.Get); enc != "" {
+		rh := &ctx.Response.Header
+		rh.Set("Content-Encoding", enc)
+		rh.SetBytesV("Vary", varyAcceptEncoding(rh.Peek("Vary")))
+		if et := rh.Peek("ETag"); et != nil {
+			rh.SetBytesV("ETag", weakETag(et))
+		}
+		m.compressed.Inc()
+		ctx.Response.SetBodyStream(&compressedBody{cr: newCompressReader(enc, rb), rb: rb}, -1)
+		return
+	}
 	ctx.Response.SetBodyStream(rb, size)
+}
+
+// compressedBody is a response body compressed on its way to the visitor.
+type compressedBody struct {
+	cr io.ReadCloser
+	rb *respBody
+}
+
+func (c *compressedBody) Read(p []byte) (int, error) { return c.cr.Read(p) }
+
+// CloseWithError releases the encoder and ends the request (see respBody).
+func (c *compressedBody) CloseWithError(err error) error {
+	c.cr.Close()
+	return c.rb.CloseWithError(err)
 }
 
 // maxDiscard is the largest request body the edge reads and drops to
@@ -389,7 +420,11 @@ func (e *Edge) requestFields(ctx *fasthttp.RequestCtx, rf *reqFields, ws bool) {
 	} else {
 		rf.add(strXFF, ipStr, false)
 	}
-	rf.addString("x-forwarded-proto", strHTTP)
+	if ctx.IsTLS() {
+		rf.addString("x-forwarded-proto", "https")
+	} else {
+		rf.addString("x-forwarded-proto", strHTTP)
+	}
 	rf.add([]byte(tunnel.HeaderConnectingIP), ipStr, false)
 	var idb [16]byte
 	rf.add([]byte(tunnel.HeaderRequestID), e.appendRequestID(idb[:0]), false)

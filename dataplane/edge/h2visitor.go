@@ -1,0 +1,447 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/culvert-tunnel/culvert/dataplane"
+	"github.com/culvert-tunnel/culvert/dataplane/tunnel"
+	"github.com/culvert-tunnel/culvert/frames"
+	"github.com/culvert-tunnel/culvert/frames/hpack"
+)
+
+// Visitors over HTTP/2: on the TLS listener when ALPN picks h2, and on the
+// plain listener with prior knowledge (h2c). The engine's server role runs
+// the connection; each visitor stream becomes one tunnel stream, headers
+// and bodies copied through, websockets by extended CONNECT (RFC 8441).
+
+// ServeVisitorsTLS serves visitors over TLS on ln with cfg (whose
+// NextProtos should offer "h2" and "http/1.1"): HTTP/2 when the visitor
+// picks h2, HTTP/1.1 otherwise, until the edge shuts down.
+func (e *Edge) ServeVisitorsTLS(ln net.Listener, cfg *tls.Config) error {
+	if !e.track(ln) {
+		ln.Close()
+		return errClosed
+	}
+	defer e.untrack(ln)
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if e.isClosing() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.serveTLSVisitor(nc, cfg)
+		}()
+	}
+}
+
+func (e *Edge) serveTLSVisitor(nc net.Conn, cfg *tls.Config) {
+	tc := tls.Server(nc, cfg)
+	tc.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		e.metrics.visitorTLSFailures.Inc()
+		nc.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		e.serveH2Visitor(tc, true)
+		return
+	}
+	e.visitor.ServeConn(tc)
+}
+
+// serveH2Visitor runs one HTTP/2 visitor connection until it ends.
+func (e *Edge) serveH2Visitor(nc net.Conn, isTLS bool) {
+	scheme := strHTTP
+	if isTLS {
+		scheme = "https"
+	}
+	h := &h2Handler{e: e, scheme: scheme, remote: nc.RemoteAddr()}
+	dc := dataplane.NewServerConn(nc, &dataplane.Config{
+		Handler:               h,
+		EnableConnectProtocol: true,
+		MaxConcurrentStreams:  250,
+		MaxHeaderListSize:     uint32(e.cfg.MaxHeaderBytes),
+		IdleTimeout:           e.cfg.VisitorIdleTimeout,
+		PingInterval:          -1, // visitors: the idle timeout is enough
+		Logger:                e.logger,
+	})
+	h.dc = dc
+	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		dc.Close()
+		return
+	}
+	e.h2conns[dc] = struct{}{}
+	e.mu.Unlock()
+	e.metrics.h2Conns.Inc()
+	dc.Serve()
+	e.metrics.h2Conns.Dec()
+	e.mu.Lock()
+	delete(e.h2conns, dc)
+	e.mu.Unlock()
+}
+
+// shutdownH2Visitors sends GOAWAY to every HTTP/2 visitor and waits for
+// their streams until ctx ends.
+func (e *Edge) shutdownH2Visitors(ctx context.Context) {
+	e.mu.Lock()
+	conns := make([]*dataplane.Conn, 0, len(e.h2conns))
+	for dc := range e.h2conns {
+		conns = append(conns, dc)
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, dc := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dc.Shutdown(ctx)
+			dc.Close()
+		}()
+	}
+	wg.Wait()
+}
+
+type h2Handler struct {
+	e      *Edge
+	dc     *dataplane.Conn
+	scheme string
+	remote net.Addr
+}
+
+// respond writes one of the edge's own answers on a visitor stream.
+func (h *h2Handler) respond(s *dataplane.Stream, status int, kind, text string) {
+	body := "culvert: " + text + "\n"
+	s.WriteHeaders([]hpack.HeaderField{
+		{Name: []byte(":status"), Value: strconv.AppendInt(nil, int64(status), 10)},
+		{Name: []byte(tunnel.HeaderError), Value: []byte(kind)},
+		{Name: []byte("content-type"), Value: []byte("text/plain; charset=utf-8")},
+		{Name: []byte("content-length"), Value: strconv.AppendInt(nil, int64(len(body)), 10)},
+	}, false)
+	io.WriteString(s, body)
+	h.e.metrics.status(status)
+}
+
+var (
+	strAuthority = []byte(":authority")
+	strCookie    = []byte("cookie")
+)
+
+// ServeStream proxies one visitor stream through the tunnel of its
+// :authority.
+func (h *h2Handler) ServeStream(vs *dataplane.Stream) {
+	e := h.e
+	m := e.metrics
+	m.requests.Inc()
+	m.h2Requests.Inc()
+	start := time.Now()
+	req := vs.Headers()
+	method := req.Get(":method")
+	authority := req.Get(":authority")
+	if authority == nil {
+		authority = req.Get("host")
+	}
+	var hostBuf [256]byte
+	host := hostOf(append(hostBuf[:0], authority...))
+	protocol := req.Get(":protocol")
+	ws := string(method) == "CONNECT" && string(protocol) == "websocket"
+	if string(method) == "CONNECT" && !ws {
+		m.errBadRequest.Inc()
+		h.respond(vs, 405, tunnel.ErrorBadRequest, "CONNECT is not supported here (only websockets, RFC 8441)")
+		return
+	}
+	t := e.reg.pick(host)
+	if t == nil {
+		if e.cfg.Registrar.Known(string(host)) {
+			m.errTunnelOffline.Inc()
+			h.respond(vs, 530, tunnel.ErrorTunnelOffline, "the tunnel for "+string(host)+" has no live connection")
+		} else {
+			m.errUnknownHost.Inc()
+			h.respond(vs, 404, tunnel.ErrorUnknownHost, "no tunnel is configured for "+string(host))
+		}
+		return
+	}
+
+	rf := reqFieldsPool.Get().(*reqFields)
+	rf.reset()
+	defer reqFieldsPool.Put(rf)
+	h.requestFields(vs, rf, ws)
+	fields := rf.build()
+
+	buffered, ended := vs.BodyState()
+	hasBody := !ws && !(ended && buffered == 0)
+	retries := 0
+open:
+	t, ts, err := e.openStream(host, t, fields, !hasBody && !ws)
+	if err != nil {
+		m.errTunnel.Inc()
+		h.respond(vs, 530, tunnel.ErrorTunnelOffline, "the tunnel connection failed")
+		return
+	}
+	if ws {
+		h.serveWebsocket(vs, t, ts, start)
+		return
+	}
+	var up *upload
+	if hasBody {
+		up = startUpload(ts, vs, m)
+	}
+	hdrs, err := ts.ReadHeaders(streamCtx)
+	if err != nil {
+		e.finishFailed(t, ts, up)
+		if !hasBody && retries < maxRetries && retryable(err, method) {
+			retries++
+			m.retries.Inc()
+			if t = e.reg.pick(host); t != nil {
+				goto open
+			}
+		}
+		m.errTunnel.Inc()
+		h.respond(vs, 502, tunnel.ErrorOrigin, "the tunnel stream failed")
+		return
+	}
+	status := statusOf(hdrs)
+	m.status(status)
+	noBody := string(method) == "HEAD" || status == 204 || status == 304
+	enc := ""
+	if !noBody {
+		enc = compressionFor(req.Get("accept-encoding"), method, status, hdrs.Get)
+	}
+	out := responseFields(hdrs, enc)
+	tsBuffered, tsEnded := ts.BodyState()
+	if noBody || (tsEnded && tsBuffered == 0 && enc == "") {
+		err := vs.WriteHeaders(out, len(ts.Trailers().Fields()) == 0)
+		if err == nil && len(ts.Trailers().Fields()) > 0 {
+			err = vs.WriteTrailers(trailerFields(ts.Trailers()))
+		}
+		if err != nil {
+			m.errVisitorGone.Inc()
+		}
+		e.finish(t, ts, up, start, 0)
+		return
+	}
+	if err := vs.WriteHeaders(out, false); err != nil {
+		m.errVisitorGone.Inc()
+		e.finishFailed(t, ts, up)
+		return
+	}
+	var body io.Reader = ts
+	var cr io.ReadCloser
+	if enc != "" {
+		cr = newCompressReader(enc, ts)
+		body = cr
+		m.compressed.Inc()
+	}
+	n, readErr, writeErr := vs.ReadFromSource(body)
+	if cr != nil {
+		cr.Close()
+	}
+	switch {
+	case readErr != nil:
+		m.errTunnel.Inc()
+		vs.Reset(frames.ErrCodeInternal)
+		e.finishFailed(t, ts, up)
+		return
+	case writeErr != nil:
+		m.errVisitorGone.Inc()
+		e.finishFailed(t, ts, up)
+		return
+	}
+	if tr := ts.Trailers(); len(tr.Fields()) > 0 {
+		vs.WriteTrailers(trailerFields(tr))
+	}
+	e.finish(t, ts, up, start, n)
+}
+
+// requestFields builds the tunnel request from a visitor's HTTP/2 request:
+// the pseudo-header fields, the regular fields without connection-specific
+// ones, cookies joined into one field (RFC 9113 §8.2.3: the origin speaks
+// HTTP/1.1), and the forwarding fields.
+func (h *h2Handler) requestFields(vs *dataplane.Stream, rf *reqFields, ws bool) {
+	req := vs.Headers()
+	if ws {
+		rf.addString(":method", "CONNECT")
+		rf.addString(":protocol", "websocket")
+	} else {
+		rf.add([]byte(":method"), req.Get(":method"), false)
+	}
+	rf.addString(":scheme", strHTTP)
+	if a := req.Get(":authority"); a != nil {
+		rf.add(strAuthority, a, false)
+	} else {
+		rf.add(strAuthority, req.Get("host"), false)
+	}
+	rf.add([]byte(":path"), req.Get(":path"), false)
+	if ws {
+		rf.addString(tunnel.HeaderStream, tunnel.StreamWebsocket)
+	} else {
+		rf.addString(tunnel.HeaderStream, tunnel.StreamHTTP)
+	}
+	var xff []byte
+	var cookie []byte
+	cookies := 0
+	for _, f := range req.Fields() {
+		k := f.Name
+		switch {
+		case len(k) == 0 || k[0] == ':':
+			continue
+		case tunnel.HopByHop(k), tunnel.IsInternal(k), len(k) == 4 && eqFoldHost(k):
+			continue
+		case string(k) == "x-forwarded-for":
+			xff = f.Value
+			continue
+		case string(k) == "cookie":
+			if cookies > 0 {
+				cookie = append(cookie, "; "...)
+			}
+			cookie = append(cookie, f.Value...)
+			cookies++
+			continue
+		}
+		rf.add(k, f.Value, false)
+	}
+	if cookies > 0 {
+		rf.add(strCookie, cookie, false)
+	}
+	var ipb [64]byte
+	var ipStr []byte
+	if ta, ok := h.remote.(*net.TCPAddr); ok {
+		ipStr = ta.AddrPort().Addr().Unmap().AppendTo(ipb[:0])
+	}
+	if len(xff) > 0 {
+		v := append(append(append([]byte(nil), xff...), ", "...), ipStr...)
+		rf.add(strXFF, v, false)
+	} else {
+		rf.add(strXFF, ipStr, false)
+	}
+	rf.addString("x-forwarded-proto", h.scheme)
+	rf.add([]byte(tunnel.HeaderConnectingIP), ipStr, false)
+	var idb [16]byte
+	rf.add([]byte(tunnel.HeaderRequestID), h.e.appendRequestID(idb[:0]), false)
+}
+
+func statusOf(hdrs *dataplane.HeaderList) int {
+	if v := hdrs.Get(":status"); v != nil {
+		if n, err := strconv.Atoi(string(v)); err == nil && n >= 100 && n <= 999 {
+			return n
+		}
+	}
+	return 502
+}
+
+// responseFields is the visitor's response header list from the tunnel's:
+// connection-specific fields dropped, and for a compressed body the
+// content-encoding set, content-length dropped, Vary extended and a strong
+// ETag weakened.
+func responseFields(hdrs *dataplane.HeaderList, enc string) []hpack.HeaderField {
+	src := hdrs.Fields()
+	out := make([]hpack.HeaderField, 0, len(src)+2)
+	var vary []byte
+	for _, f := range src {
+		k := f.Name
+		switch {
+		case len(k) > 0 && k[0] == ':' && string(k) != ":status":
+			continue
+		case tunnel.HopByHop(k):
+			continue
+		case string(k) == tunnel.HeaderError:
+			// kept for the visitor, as on HTTP/1.1
+		}
+		if enc != "" {
+			switch string(k) {
+			case "content-length":
+				continue
+			case "vary":
+				vary = f.Value
+				continue
+			case "etag":
+				out = append(out, hpack.HeaderField{Name: k, Value: weakETag(f.Value)})
+				continue
+			}
+		}
+		out = append(out, f)
+	}
+	if enc != "" {
+		out = append(out,
+			hpack.HeaderField{Name: []byte("content-encoding"), Value: []byte(enc)},
+			hpack.HeaderField{Name: []byte("vary"), Value: varyAcceptEncoding(vary)})
+	}
+	return out
+}
+
+func trailerFields(tr *dataplane.HeaderList) []hpack.HeaderField {
+	out := make([]hpack.HeaderField, 0, len(tr.Fields()))
+	for _, f := range tr.Fields() {
+		if len(f.Name) > 0 && f.Name[0] != ':' {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// serveWebsocket relays a websocket opened by extended CONNECT: the
+// connector's answer becomes the visitor's, then bytes flow both ways.
+func (h *h2Handler) serveWebsocket(vs *dataplane.Stream, t *tunnelConn, ts *dataplane.Stream, start time.Time) {
+	e := h.e
+	m := e.metrics
+	m.websockets.Inc()
+	hdrs, err := ts.ReadHeaders(streamCtx)
+	if err != nil {
+		e.finishFailed(t, ts, nil)
+		m.errTunnel.Inc()
+		h.respond(vs, 502, tunnel.ErrorOrigin, "the tunnel stream failed")
+		return
+	}
+	status := statusOf(hdrs)
+	m.status(status)
+	if err := vs.WriteHeaders(responseFields(hdrs, ""), false); err != nil || status != 200 {
+		if status != 200 {
+			io.Copy(vs, io.LimitReader(ts, 64<<10))
+		}
+		e.finishFailed(t, ts, nil)
+		return
+	}
+	var wg sync.WaitGroup
+	var up int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n, rerr, werr := ts.ReadFromSource(vs)
+		up = n
+		if rerr != nil || werr != nil {
+			ts.Reset(frames.ErrCodeCancel)
+			return
+		}
+		ts.CloseWrite()
+	}()
+	down, rerr, werr := vs.ReadFromSource(ts)
+	if rerr != nil || werr != nil {
+		vs.Reset(frames.ErrCodeCancel)
+		ts.Reset(frames.ErrCodeCancel)
+	}
+	wg.Wait()
+	m.bytesUp.Add(int(up))
+	e.finish(t, ts, nil, start, down)
+}
