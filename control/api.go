@@ -26,6 +26,7 @@ import (
 //	GET    /v1/tunnels               DELETE /v1/tunnels/{hostname}
 //	GET    /v1/dns                   DELETE /v1/dns/{name}
 //	GET    /v1/audit                 ?after=SEQ&limit=N
+//	GET    /ca.pem                   the CA of the edge's visitor HTTPS certificates (no auth)
 type API struct {
 	Edge *Edge
 }
@@ -60,6 +61,16 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /dashboard", a.dashboard)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
+	})
+	mux.HandleFunc("GET /ca.pem", func(w http.ResponseWriter, r *http.Request) {
+		pem, _, err := a.Edge.VisitorCA.PEM()
+		if err != nil {
+			fail(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Header().Set("Content-Disposition", `attachment; filename="culvert-visitor-ca.pem"`)
+		w.Write(pem)
 	})
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	return mux

@@ -29,8 +29,13 @@ const (
 	metaEdgeCAKey    = "ca/edge/key"
 	metaOriginCACert = "ca/origin/cert"
 	metaOriginCAKey  = "ca/origin/key"
-	metaAdminUser    = "admin/user"
-	metaDefaultAcct  = "account/default"
+	// The CA of the certificates the edge issues to visitors (HTTPS)
+	// for the zones it serves.
+	metaVisitorCACert = "ca/visitor/cert"
+	metaVisitorCAKey  = "ca/visitor/key"
+	metaVisitorCAPair = "ca/visitor/pair"
+	metaAdminUser     = "admin/user"
+	metaDefaultAcct   = "account/default"
 	// The CA chosen at first start, certificate and key in one value
 	// (caPair), before they are copied to their own keys: edges starting
 	// together agree on it in one PutMetaIfAbsent.
@@ -46,6 +51,10 @@ const (
 	// EdgeCAFile is the public certificate of the edge CA: clients of the
 	// control API and connectors trust the edge through it.
 	EdgeCAFile = "edge-ca.pem"
+	// VisitorCAFile is the public certificate of the CA that signs the
+	// HTTPS certificates the edge makes for its zones; visitors' clients
+	// trust it to reach tunnels over HTTPS (also at /ca.pem on the API).
+	VisitorCAFile = "visitor-ca.pem"
 	// StoreFile is the bbolt file.
 	StoreFile = "culvert.db"
 )
@@ -57,9 +66,10 @@ const caValidity = 20 * 365 * 24 * time.Hour
 // and the registration policy the data plane asks (it implements
 // edge.Registrar).
 type Edge struct {
-	Store    Store
-	EdgeCA   *culverttls.CA
-	OriginCA *culverttls.CA
+	Store     Store
+	EdgeCA    *culverttls.CA
+	OriginCA  *culverttls.CA
+	VisitorCA *culverttls.CA
 	// Domain is the edge's own DNS domain; the tunnel listener's server
 	// name is "tunnel."+Domain.
 	Domain string
@@ -165,11 +175,21 @@ func (e *Edge) bootstrap() error {
 	if e.OriginCA, err = e.loadOrCreateCA(metaOriginCACert, metaOriginCAKey, metaOriginCAPair, "culvert origin CA"); err != nil {
 		return err
 	}
+	if e.VisitorCA, err = e.loadOrCreateCA(metaVisitorCACert, metaVisitorCAKey, metaVisitorCAPair, "culvert visitor CA"); err != nil {
+		return err
+	}
 	caPEM, _, err := e.EdgeCA.PEM()
 	if err != nil {
 		return err
 	}
 	if err := writeFileAtomic(filepath.Join(e.DataDir, EdgeCAFile), caPEM, 0o644); err != nil {
+		return err
+	}
+	vcaPEM, _, err := e.VisitorCA.PEM()
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(e.DataDir, VisitorCAFile), vcaPEM, 0o644); err != nil {
 		return err
 	}
 	if err := e.loadOrCreateDefaultAccount(); err != nil {
@@ -331,6 +351,35 @@ func (e *Edge) admin() User {
 		return User{ID: e.AdminUserID, AccountID: e.DefaultAccountID, Role: RoleSuperAdmin}
 	}
 	return u
+}
+
+// VisitorTLS returns the HTTPS visitor listener's TLS config: the
+// operator's certificates (certKeyFiles: pairs of certificate and key
+// files), else certificates the visitor CA issues for the zones the edge
+// serves (zone and *.zone), chosen by SNI; ALPN offers h2 and http/1.1.
+func (e *Edge) VisitorTLS(certKeyFiles [][2]string) (*tls.Config, error) {
+	vc := culverttls.NewVisitorCerts(culverttls.VisitorCertsConfig{ZoneOf: e.zoneOf, CA: e.VisitorCA})
+	for _, p := range certKeyFiles {
+		if err := vc.AddFile(p[0], p[1]); err != nil {
+			return nil, err
+		}
+	}
+	return vc.TLSConfig([]string{"h2", "http/1.1"}), nil
+}
+
+// zoneOf returns the zone host belongs to: host itself or its parent, if
+// the edge serves it.
+func (e *Edge) zoneOf(host string) (string, bool) {
+	host = culverttls.NormalizeHostname(host)
+	if z, err := e.Store.ZoneByName(host); err == nil {
+		return z.Name, true
+	}
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		if z, err := e.Store.ZoneByName(host[i+1:]); err == nil {
+			return z.Name, true
+		}
+	}
+	return "", false
 }
 
 // CreateZone creates a zone in the default account, as the first super

@@ -101,8 +101,11 @@ type Browser struct {
 // Start launches a browser for the test, with a blank tab. It skips or
 // fails the test when Chromium is missing (see Unavailable), fails it when
 // the browser does not come up within DefaultTimeout, and kills the
-// browser, with all its processes, when the test ends.
-func Start(t testing.TB) *Browser {
+// browser, with all its processes, when the test ends. Extra command-line
+// flags ("--name=value" or "--name") come after the default ones, e.g.
+// "--host-resolver-rules=MAP app.example.test 127.0.0.1" to reach a test
+// server by name.
+func Start(t testing.TB, extraFlags ...string) *Browser {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -122,7 +125,7 @@ func Start(t testing.TB) *Browser {
 			setProcAttr(c)
 		}),
 	}
-	for _, f := range flags {
+	for _, f := range append(flags[:len(flags):len(flags)], extraFlags...) {
 		name, value, ok := strings.Cut(strings.TrimPrefix(f, "--"), "=")
 		if ok {
 			opts = append(opts, chromedp.Flag(name, value))
