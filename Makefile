@@ -101,10 +101,12 @@ $(H2SPEC):
 $(BENCHSTAT):
 	$(GO) install golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
-## h2spec: the conformance suite against the engine's server role, h2c and
-## TLS, normal and --strict; prints h2spec's own summary lines.
+## h2spec: the conformance suite against the engine's server role, and
+## against the edge's visitor ports with a live tunnel and origin behind
+## them, h2c and TLS, normal and --strict; prints h2spec's summary lines.
 h2spec: $(H2SPEC)
 	@H2SPEC=$(H2SPEC) CI=true $(GO) test -count=1 -run '^TestH2Spec$$' -v ./dataplane/ | grep -E 'h2spec \[|^(ok|FAIL|---)'
+	@H2SPEC=$(H2SPEC) CI=true $(GO) test -count=1 -run '^TestH2SpecVisitors$$' -v ./cmd/culvert/ | grep -E 'h2spec \[|^(ok|FAIL|---)'
 
 ## perf: the tunnel under wrk (edge + connector + origin on loopback),
 ## against the origin directly; QUICK=1 for a smoke run (see perf/tunnel.sh).

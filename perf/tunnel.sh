@@ -107,10 +107,10 @@ for _ in $(seq 50); do [ -s "$work/origin.out" ] && break; sleep 0.1; done
 oaddr=$(head -1 "$work/origin.out")
 [ -n "$oaddr" ] || die "origin did not start: $(cat "$work/origin.log")"
 
-tport=$(free_port); hport=$(free_port); aport=$(free_port); emport=$(free_port); cmport=$(free_port)
+tport=$(free_port); hport=$(free_port); sport=$(free_port); aport=$(free_port); emport=$(free_port); cmport=$(free_port)
 "$work/culvert" edge --data-dir "$work/edge" --loglevel warn --grace-period 1s \
   --tunnel-addr "127.0.0.1:$tport" --http-addr "127.0.0.1:$hport" \
-  --api-addr "127.0.0.1:$aport" --metrics "127.0.0.1:$emport" 2>"$work/edge.log" &
+  --api-addr "127.0.0.1:$aport" --https-addr "127.0.0.1:$sport" --metrics "127.0.0.1:$emport" 2>"$work/edge.log" &
 epid=$!; pids+=("$epid")
 wait_for "http://127.0.0.1:$emport/healthcheck" 200 15 "$epid" edge
 

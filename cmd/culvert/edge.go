@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,8 @@ type edgeOptions struct {
 	domain      string
 	tunnelAddr  string
 	httpAddr    string
+	httpsAddr   string
+	visitorCert []string
 	apiAddr     string
 	metricsAddr string
 	location    string
@@ -50,7 +53,10 @@ func (o *edgeOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.store, "store", "", "where the control state lives: empty for the bbolt file in --data-dir, or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (e.g. etcd://127.0.0.1:2379/culvert/) to share it between edges")
 	fs.StringVar(&o.domain, "domain", "culvert.test", "the edge's own domain; the tunnel server name is tunnel.DOMAIN")
 	fs.StringVar(&o.tunnelAddr, "tunnel-addr", ":7844", "address for connectors (TLS 1.3, mTLS)")
-	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address for visitors (HTTP/1.1)")
+	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address for visitors over plain HTTP: HTTP/1.1, and HTTP/2 with prior knowledge (h2c)")
+	fs.StringVar(&o.httpsAddr, "https-addr", ":8443", "address for visitors over HTTPS (HTTP/2 and HTTP/1.1 by ALPN; empty: off)")
+	fs.StringArrayVar(&o.visitorCert, "visitor-cert", nil, "an HTTPS certificate for visitors, CERT.pem,KEY.pem, serving the names in it (exact or *.zone; repeatable); "+
+		"names without one get a certificate from the edge's visitor CA (DATA-DIR/visitor-ca.pem, /ca.pem on the API)")
 	fs.StringVar(&o.apiAddr, "api-addr", ":7845", "address of the control API (HTTPS)")
 	fs.StringVar(&o.metricsAddr, "metrics", "127.0.0.1:7846", "address of /metrics (empty: off)")
 	fs.StringVar(&o.location, "location", "local", "this edge's name, told to connectors")
@@ -76,6 +82,7 @@ type runningEdge struct {
 	dp               *edge.Edge
 	tunnelLn, httpLn net.Listener
 	apiLn, metricsLn net.Listener
+	httpsLn          net.Listener
 	dns              *dnsserver.Server
 	stop             context.CancelFunc
 	logger           *slog.Logger
@@ -151,6 +158,23 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 	if r.httpLn, err = net.Listen("tcp", o.httpAddr); err != nil {
 		return nil, fmt.Errorf("--http-addr: %w", err)
 	}
+	var visitorTLS *tls.Config
+	if o.httpsAddr != "" {
+		var pairs [][2]string
+		for _, v := range o.visitorCert {
+			c, k, ok := strings.Cut(v, ",")
+			if !ok || c == "" || k == "" {
+				return nil, fmt.Errorf("--visitor-cert %q: want CERT.pem,KEY.pem", v)
+			}
+			pairs = append(pairs, [2]string{c, k})
+		}
+		if visitorTLS, err = ctl.VisitorTLS(pairs); err != nil {
+			return nil, fmt.Errorf("--visitor-cert: %w", err)
+		}
+		if r.httpsLn, err = net.Listen("tcp", o.httpsAddr); err != nil {
+			return nil, fmt.Errorf("--https-addr: %w", err)
+		}
+	}
 	if o.apiAddr != "" {
 		apiTLS, err := ctl.APITLS(nil, nil)
 		if err != nil {
@@ -187,8 +211,14 @@ func startEdge(o *edgeOptions, logger *slog.Logger) (*runningEdge, error) {
 	go ctl.Run(ctx)
 	go func() { r.errc <- r.dp.ServeTunnels(r.tunnelLn) }()
 	go func() { r.errc <- r.dp.ServeVisitors(r.httpLn) }()
+	if r.httpsLn != nil {
+		go func() { r.errc <- r.dp.ServeVisitorsTLS(r.httpsLn, visitorTLS) }()
+	}
 	ok = true
 	attrs := []any{"tunnel", r.tunnelLn.Addr().String(), "http", r.httpLn.Addr().String(), "data_dir", o.dataDir}
+	if r.httpsLn != nil {
+		attrs = append(attrs, "https", r.httpsLn.Addr().String())
+	}
 	if o.store != "" {
 		attrs = append(attrs, "store", o.store)
 	}
@@ -255,7 +285,7 @@ func (r *runningEdge) close() {
 	if r.dns != nil {
 		r.dns.Close()
 	}
-	for _, ln := range []net.Listener{r.tunnelLn, r.httpLn, r.apiLn, r.metricsLn} {
+	for _, ln := range []net.Listener{r.tunnelLn, r.httpLn, r.httpsLn, r.apiLn, r.metricsLn} {
 		if ln != nil {
 			ln.Close()
 		}

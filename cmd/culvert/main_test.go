@@ -193,7 +193,7 @@ func TestEdgeAndTunnelProcesses(t *testing.T) {
 	dataDir := filepath.Join(dir, "edge")
 	tunnelAddr, httpAddr, apiAddr, edgeMetrics := freePort(t), freePort(t), freePort(t), freePort(t)
 	edgeArgs := []string{"edge", "--data-dir", dataDir, "--tunnel-addr", tunnelAddr, "--http-addr", httpAddr,
-		"--api-addr", apiAddr, "--metrics", edgeMetrics, "--log-format", "json"}
+		"--api-addr", apiAddr, "--https-addr", "127.0.0.1:0", "--metrics", edgeMetrics, "--log-format", "json"}
 	edgeProc := start(t, edgeArgs...)
 	edgeProc.waitFor(regexp.MustCompile(`"msg":"edge running"`), 15*time.Second)
 

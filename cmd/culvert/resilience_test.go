@@ -27,10 +27,10 @@ import (
 // edgeProc is a `culvert edge` process and what restarting it needs.
 type edgeProc struct {
 	*proc
-	t                                 *testing.T
-	args                              []string
-	dataDir                           string
-	tunnelAddr, httpAddr, apiAddr, mx string
+	t                                            *testing.T
+	args                                         []string
+	dataDir                                      string
+	tunnelAddr, httpAddr, httpsAddr, apiAddr, mx string
 }
 
 var edgeRunning = regexp.MustCompile(`"msg":"edge running"`)
@@ -40,9 +40,9 @@ var edgeRunning = regexp.MustCompile(`"msg":"edge running"`)
 func startEdgeProc(t *testing.T, dataDir string, extra ...string) *edgeProc {
 	t.Helper()
 	e := &edgeProc{t: t, dataDir: dataDir,
-		tunnelAddr: freePort(t), httpAddr: freePort(t), apiAddr: freePort(t), mx: freePort(t)}
+		tunnelAddr: freePort(t), httpAddr: freePort(t), httpsAddr: freePort(t), apiAddr: freePort(t), mx: freePort(t)}
 	e.args = append([]string{"edge", "--data-dir", dataDir, "--tunnel-addr", e.tunnelAddr, "--http-addr", e.httpAddr,
-		"--api-addr", e.apiAddr, "--metrics", e.mx, "--log-format", "json", "--grace-period", "10s"}, extra...)
+		"--https-addr", e.httpsAddr, "--api-addr", e.apiAddr, "--metrics", e.mx, "--log-format", "json", "--grace-period", "10s"}, extra...)
 	e.proc = start(t, e.args...)
 	e.waitFor(edgeRunning, 20*time.Second)
 	return e
