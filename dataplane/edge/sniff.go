@@ -279,6 +279,19 @@ type sniffedConn struct {
 	buf []byte
 }
 
+// CloseWrite half-closes the connection when the accepted one can (a TCP
+// connection can): the HTTP/2 engine closes by half-closing and draining
+// what the peer still sends, so that the peer reads our GOAWAY instead of a
+// reset provoked by unread input.
+var _ interface{ CloseWrite() error } = (*sniffedConn)(nil)
+
+func (c *sniffedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 // Read returns the replayed bytes first, then reads from the connection.
 func (c *sniffedConn) Read(p []byte) (int, error) {
 	if len(c.buf) > 0 {
