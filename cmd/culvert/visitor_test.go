@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,11 +17,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/culvert-tunnel/culvert/control/browsertest"
+	culverttls "github.com/culvert-tunnel/culvert/tls"
 )
 
 const helloPage = `<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">` +
@@ -277,5 +281,62 @@ func TestH2SpecVisitors(t *testing.T) {
 	// And none of h2spec's hostile streams broke the tunnel connection.
 	if n := metricValue(t, e.mx, "culvert_edge_tunnel_registrations_total"); n != 1 {
 		t.Errorf("the tunnel registered %v times: its connection was lost during h2spec", n)
+	}
+}
+
+// TestVisitorCertFlag: an operator's certificate for *.example.test given
+// with --visitor-cert is what HTTPS visitors of app.example.test get; a
+// zone without one gets a certificate from the edge's visitor CA.
+func TestVisitorCertFlag(t *testing.T) {
+	curl := needTool(t, "curl", "curl")
+	dir := t.TempDir()
+	ca, err := culverttls.NewCA("operator test CA", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.IssueServer([]string{"*.example.test"}, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, caFile := filepath.Join(dir, "op.pem"), filepath.Join(dir, "op.key"), filepath.Join(dir, "opca.pem")
+	var chain []byte
+	for _, der := range leaf.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _, _ := ca.PEM()
+	os.WriteFile(certFile, chain, 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	os.WriteFile(caFile, caPEM, 0o600)
+
+	e := startEdgeProc(t, filepath.Join(dir, "edge"), "--visitor-cert", certFile+","+keyFile)
+	cert := e.certFor("example.test", dir)
+	e.certFor("other.test", dir)
+	origin := visitorOrigin(t)
+	tun := startTunnelProc(t, cert, "app.example.test", origin.URL, []string{e.tunnelAddr}, "--ha-connections", "1")
+	waitTook(t, 15*time.Second, "the tunnel registers", func() bool { return readyCount(tun.metrics) == 1 })
+
+	p := port(e.httpsAddr)
+	fetch := func(host, ca string) (string, error) {
+		out, err := exec.Command(curl, "-sS", "--fail", "--max-time", "10", "--http2", "--cacert", ca,
+			"--resolve", host+":"+p+":127.0.0.1", "-o", os.DevNull, "-w", "%{http_version} %{http_code}",
+			"https://"+host+":"+p+"/").CombinedOutput()
+		return string(out), err
+	}
+	if got, err := fetch("app.example.test", caFile); err != nil || got != "2 200" {
+		t.Fatalf("with the operator's certificate: %q %v", got, err)
+	}
+	// The edge's visitor CA does not vouch for a name the operator covers.
+	if got, err := fetch("app.example.test", filepath.Join(dir, "edge", "visitor-ca.pem")); err == nil {
+		t.Fatalf("the visitor CA verified the operator's name: %q", got)
+	}
+	// other.test has no operator certificate: the visitor CA's (no tunnel
+	// there: 404 from the edge, over a verified connection).
+	got, _ := fetch("app.other.test", filepath.Join(dir, "edge", "visitor-ca.pem"))
+	if !strings.HasSuffix(got, "2 404") {
+		t.Fatalf("a zone without an operator certificate: %q", got)
 	}
 }
