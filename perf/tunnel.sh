@@ -7,28 +7,47 @@
 #   for body in /hello /bytes/65536 /bytes/1048576, conns in 50 (-t2), 1 (-t1):
 #     REPEAT times: wrk -d DURATION --latency, direct and through the tunnel
 #
+# Then HTTP/2 visitors with h2load (-t1), for /hello and /bytes/65536,
+# REPEAT times each (alternating), H2N requests a run for /hello, H2N/5
+# for /bytes/65536:
+#   tunnel, h2c:       h2load -c10 -m10 --connect-to 127.0.0.1:HTTP_PORT
+#                        http://app.perf.test:HTTP_PORT/PATH
+#   tunnel, TLS (h2):  h2load -c10 -m10 --connect-to 127.0.0.1:HTTPS_PORT
+#                        https://app.perf.test:HTTPS_PORT/PATH
+#                      (SNI and :authority app.perf.test; ALPN h2)
+#   direct, HTTP/1.1:  h2load --h1 -c10 -m1 http://ORIGIN/PATH (the origin
+#                      speaks HTTP/1.1 only), and with -m10 (10 requests
+#                      pipelined per connection: as many in flight as the
+#                      h2 runs have streams)
+# The ratios compare the tunnel's h2 rates with the direct -m1 rate.
+#
 # Figures are medians over the REPEAT runs. CPU per request is the edge's
 # plus the connector's user+system time (/proc/PID/stat) over a tunnel run,
 # divided by its requests. RSS: VmRSS of each right after start (idle),
-# VmHWM (peak) at the end.
+# VmHWM (peak) at the end of the wrk runs, and after the h2load runs.
 #
 # Env: DURATION (seconds per run, 10), REPEAT (3), WARMUP (seconds, 1),
-# QUICK=1 (DURATION=2 REPEAT=1: a smoke run), KEEP=1 (keep the work dir:
-# logs, wrk outputs, raw results). Needs wrk (Debian wrk): installed if
-# missing. Each load is bounded by -d and by timeout(1).
+# H2N (requests per h2load /hello run, 200000), QUICK=1 (DURATION=2
+# REPEAT=1 H2N=20000: a smoke run), KEEP=1 (keep the work dir: logs, wrk
+# and h2load outputs, raw results). Needs wrk (Debian wrk) and h2load
+# (Debian nghttp2-client): installed if missing. Each wrk load is bounded
+# by -d, each h2load load by -n, and both by timeout(1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${QUICK:-0}" = 1 ]; then
-  DURATION=${DURATION:-2}; REPEAT=${REPEAT:-1}
+  DURATION=${DURATION:-2}; REPEAT=${REPEAT:-1}; H2N=${H2N:-20000}
 fi
-DURATION=${DURATION:-10}; REPEAT=${REPEAT:-3}; WARMUP=${WARMUP:-1}
+DURATION=${DURATION:-10}; REPEAT=${REPEAT:-3}; WARMUP=${WARMUP:-1}; H2N=${H2N:-200000}
 BODIES=(/hello /bytes/65536 /bytes/1048576)
+H2_BODIES=(/hello /bytes/65536)
+H2_MODES=(direct-h1 direct-h1p h2c h2tls)
 CONNS=(50 1)
 HOST=app.perf.test
 
 sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
 command -v wrk >/dev/null || { $sudo apt-get install -y wrk >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y wrk >/dev/null; }; }
+command -v h2load >/dev/null || { $sudo apt-get install -y nghttp2-client >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y nghttp2-client >/dev/null; }; }
 
 work=$(mktemp -d -t culvert-perf.XXXXXX)
 pids=()
@@ -135,9 +154,24 @@ for b in "${BODIES[@]}"; do
     die "tunnel $b failed; connector log: $(cat "$work/connector.log")"
   cmp -s "$work/direct.body" "$work/tunnel.body" || die "tunnel $b: body differs from the origin's"
 done
+# And over HTTP/2, h2c on the plain port and h2 over TLS (certificates by
+# SNI; not verified here), when curl speaks HTTP/2.
+if curl -V | grep -qw HTTP2; then
+  for b in "${H2_BODIES[@]}"; do
+    curl -sf --max-time 10 -o "$work/direct.body" "$direct_url$b" || die "direct $b failed"
+    v=$(curl -sf --max-time 10 --http2-prior-knowledge --resolve "$HOST:$hport:127.0.0.1" \
+      -w '%{http_version}' -o "$work/tunnel.body" "http://$HOST:$hport$b") || die "tunnel h2c $b failed"
+    [ "$v" = 2 ] || die "tunnel h2c $b: HTTP/$v, not HTTP/2"
+    cmp -s "$work/direct.body" "$work/tunnel.body" || die "tunnel h2c $b: body differs from the origin's"
+    v=$(curl -sfk --max-time 10 --http2 --resolve "$HOST:$sport:127.0.0.1" \
+      -w '%{http_version}' -o "$work/tunnel.body" "https://$HOST:$sport$b") || die "tunnel https $b failed"
+    [ "$v" = 2 ] || die "tunnel https $b: HTTP/$v, not HTTP/2 (ALPN)"
+    cmp -s "$work/direct.body" "$work/tunnel.body" || die "tunnel https $b: body differs from the origin's"
+  done
+fi
 
 cpu_model=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
-echo "machine: $(nproc) cores ($cpu_model), $(uname -sr); $(go version | awk '{print $3}'); $(wrk --version 2>&1 | awk 'NR==1{print $1, $2}')"
+echo "machine: $(nproc) cores ($cpu_model), $(uname -sr); $(go version | awk '{print $3}'); $(wrk --version 2>&1 | awk 'NR==1{print $1, $2}'); $(h2load --version 2>&1 | head -1)"
 echo "culvert $(git describe --always --dirty 2>/dev/null || echo "?"); runs of ${DURATION}s, ${REPEAT}x each (medians), warm-up ${WARMUP}s"
 echo "idle RSS: edge $((idle_edge / 1024)) MiB, connector $((idle_conn / 1024)) MiB"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running on the machine skews the figures)"
@@ -203,6 +237,68 @@ t_load=$(( $(date +%s) - t_start )); snap "$work/snap-end"; x_load=$(others "$wo
 peak_edge=$(kib "$epid" VmHWM); peak_conn=$(kib "$cpid" VmHWM)
 end_edge=$(kib "$epid" VmRSS); end_conn=$(kib "$cpid" VmRSS)
 
+# --- HTTP/2 visitors: h2load ---------------------------------------------
+mkdir -p "$work/h2load"
+h2results="$work/h2results.txt"
+: >"$h2results"
+
+# h2run MODE BODY N REP: one h2load run of N requests; appends a line to
+# $h2results unless REP is "warm".
+h2run() {
+  local mode=$1 body=$2 n=$3 rep=$4 out e0 c0 e1 c1 w0 w1 line args
+  out="$work/h2load/$mode-${body//\//_}-$rep.txt"
+  case $mode in
+    direct-h1) args=(--h1 -c 10 -m 1 "$direct_url$body") ;;
+    direct-h1p) args=(--h1 -c 10 -m 10 "$direct_url$body") ;;
+    h2c) args=(-c 10 -m 10 --connect-to "127.0.0.1:$hport" "http://$HOST:$hport$body") ;;
+    h2tls) args=(-c 10 -m 10 --connect-to "127.0.0.1:$sport" "https://$HOST:$sport$body") ;;
+  esac
+  snap "$work/snap0"; e0=$(cpu_ticks "$epid"); c0=$(cpu_ticks "$cpid"); w0=$(date +%s%N)
+  timeout $((30 + n / 2000)) h2load -n "$n" "${args[@]}" >"$out" 2>&1 || echo "h2load exited $? ($out)" >>"$out"
+  w1=$(date +%s%N); e1=$(cpu_ticks "$epid"); c1=$(cpu_ticks "$cpid"); snap "$work/snap1"
+  kill -0 "$epid" 2>/dev/null || die "the edge died during h2load $mode $body; log: $(tail -20 "$work/edge.log")"
+  kill -0 "$cpid" 2>/dev/null || die "the connector died during h2load $mode $body; log: $(tail -20 "$work/connector.log")"
+  [ "$rep" = warm ] && return
+  # h2load's summary: "finished in 1.88s, 53150.55 req/s, ...", "requests:
+  # N total, N started, N done, N succeeded, N failed, N errored, N
+  # timeout", "status codes: N 2xx, N 3xx, N 4xx, N 5xx", "time for
+  # request: min max mean sd".
+  line=$(awk -v n="$n" '
+    function us(s) { if (s ~ /us$/) return s + 0; if (s ~ /ms$/) return s * 1000; if (s ~ /s$/) return s * 1e6; return 0 }
+    /^finished in/ { r = $4; gsub(",", "", r); rps = r + 0 }
+    /^requests:/ { done = $6; ok = $8; failed = $10; errored = $12; tmo = $14 }
+    /^status codes:/ { s2 = $3; s3 = $5; s4 = $7; s5 = $9 }
+    /^time for request:/ { mean = us($6) }
+    END { printf "rps=%s mean_us=%d done=%d ok=%d failed=%d errored=%d timeout=%d s2xx=%d s3xx=%d s4xx=%d s5xx=%d",
+      rps + 0, mean, done, ok, (failed == "" ? n : failed), errored, tmo, s2, s3, s4, s5 }' "$out")
+  grep -q '^finished in' "$out" || echo "  h2load $mode $body: no result: $(tail -3 "$out" | tr '\n' ' ')" >&2
+  echo "$mode $body $rep n=$n $line wall_us=$(((w1 - w0) / 1000)) edge_ticks=$((e1 - e0)) conn_ticks=$((c1 - c0)) other_ticks=$(others "$work/snap0" "$work/snap1")" >>"$h2results"
+  awk -v hz="$tck" '{
+      for (i = 4; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      cpu = "-"
+      if ($1 !~ /^direct/) cpu = sprintf("%.1f", (v["edge_ticks"] + v["conn_ticks"]) / hz * 1e6 / (v["ok"] > 0 ? v["ok"] : 1))
+      printf "  %-10s %-13s #%s %10.0f req/s  mean %7d µs  2xx %d of %d, failed %d  CPU %s µs/req  other load %3.0f%%\n",
+        $1, $2, $3, v["rps"], v["mean_us"], v["s2xx"], v["n"], v["failed"], cpu,
+        v["other_ticks"] / hz / (v["wall_us"] > 0 ? v["wall_us"] / 1e6 : 1) * 100
+    }' <<<"$(tail -1 "$h2results")"
+}
+
+echo
+echo "h2load runs (HTTP/2 visitors; direct: the origin over HTTP/1.1):"
+t_h2=$(date +%s); snap "$work/snap-h2-start"
+for body in "${H2_BODIES[@]}"; do
+  n=$H2N; [ "$body" = /hello ] || n=$((H2N / 5))
+  for mode in "${H2_MODES[@]}"; do h2run "$mode" "$body" $(((n / 20) > 1000 ? n / 20 : 1000)) warm; done
+  for rep in $(seq "$REPEAT"); do
+    # Alternate which goes first.
+    order=("${H2_MODES[@]}")
+    [ $((rep % 2)) = 0 ] && order=(h2tls h2c direct-h1p direct-h1)
+    for mode in "${order[@]}"; do h2run "$mode" "$body" "$n" "$rep"; done
+  done
+done
+t_h2=$(( $(date +%s) - t_h2 )); snap "$work/snap-h2-end"; x_h2=$(others "$work/snap-h2-start" "$work/snap-h2-end")
+h2peak_edge=$(kib "$epid" VmHWM); h2peak_conn=$(kib "$cpid" VmHWM)
+
 # --- report -------------------------------------------------------------
 # One line per (mode, body, conns): medians and summed errors.
 summary="$work/summary.txt"
@@ -266,6 +362,63 @@ echo "MB/s are 10^6 bytes a second as wrk reads them (headers and bodies); CPU i
 echo "the edge's and the connector's over each tunnel run; wrk, the origin, the edge"
 echo "and the connector share the machine's $(nproc) cores."
 echo
+# HTTP/2 table: one line per (mode, body), medians; non-2xx counts every
+# request of N that did not end with a 2xx (failed ones included).
+h2summary="$work/h2summary.txt"
+awk -v hz="$tck" '
+  function med(s,   n, a, i, j, t) {
+    n = split(s, a, " ")
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > t + 0; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  {
+    delete v
+    for (i = 4; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    k = $1 " " $2
+    if (!(k in seen)) { seen[k] = 1; keys[++nk] = k }
+    n = v["ok"] > 0 ? v["ok"] : 1
+    rps[k] = rps[k] " " v["rps"]; mean[k] = mean[k] " " v["mean_us"]
+    cpu[k] = cpu[k] " " (v["edge_ticks"] + v["conn_ticks"]) / hz * 1e6 / n
+    ecpu[k] = ecpu[k] " " v["edge_ticks"] / hz * 1e6 / n
+    ccpu[k] = ccpu[k] " " v["conn_ticks"] / hz * 1e6 / n
+    non2xx[k] += v["n"] - v["s2xx"]; failed[k] += v["failed"]
+  }
+  END {
+    for (i = 1; i <= nk; i++) { k = keys[i]
+      print k, med(rps[k]), med(mean[k]), med(cpu[k]), med(ecpu[k]), med(ccpu[k]), non2xx[k], failed[k] }
+  }' "$h2results" >"$h2summary"
+# h2get MODE BODY FIELD (3 rps, 4 mean µs, 5 cpu, 6 edge cpu, 7 conn cpu, 8 non-2xx, 9 failed)
+h2get() { awk -v m="$1" -v b="$2" -v f="$3" '$1==m && $2==b {print $f}' "$h2summary"; }
+h2label() {
+  case $1 in
+    direct-h1) echo "direct, HTTP/1.1 | --h1 -c10 -m1" ;;
+    direct-h1p) echo "direct, HTTP/1.1 pipelined | --h1 -c10 -m10" ;;
+    h2c) echo "tunnel, h2c (plain port) | -c10 -m10" ;;
+    h2tls) echo "tunnel, h2 over TLS (ALPN) | -c10 -m10" ;;
+  esac
+}
+echo "HTTP/2 visitors (h2load -t1; $H2N requests a run for /hello, $((H2N / 5)) for /bytes/65536; medians of $REPEAT):"
+echo
+echo "| body | visitor | h2load | req/s | ratio to direct -m1 | ratio to direct -m10 | mean request time | CPU µs/req edge+conn (edge / conn) | non-2xx (failed) |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|"
+for body in "${H2_BODIES[@]}"; do
+  d1=$(h2get direct-h1 "$body" 3); d10=$(h2get direct-h1p "$body" 3)
+  for mode in "${H2_MODES[@]}"; do
+    x=$(h2get "$mode" "$body" 3)
+    total_errors=$((total_errors + $(h2get "$mode" "$body" 8)))
+    if [ "${mode#direct}" = "$mode" ]; then
+      cpu=$(printf '%.1f (%.1f / %.1f)' "$(h2get "$mode" "$body" 5)" "$(h2get "$mode" "$body" 6)" "$(h2get "$mode" "$body" 7)")
+      r1=$(ratio "$x" "$d1"); r10=$(ratio "$x" "$d10")
+    else
+      cpu=-; r1=-; r10=-
+    fi
+    printf '| %s | %s | %.0f | %s | %s | %s | %s | %s (%s) |\n' "$body" "$(h2label "$mode")" "$x" "$r1" "$r10" \
+      "$(lat "$(h2get "$mode" "$body" 4)")" "$cpu" "$(h2get "$mode" "$body" 8)" "$(h2get "$mode" "$body" 9)"
+  done
+done
+echo
+echo "peak RSS (VmHWM) after the h2load runs: edge $(mib "$h2peak_edge"), connector $(mib "$h2peak_conn")"
+echo
 echo "Goals (where things stand; not pass/fail):"
 goal() { # LABEL VALUE OP LIMIT UNIT
   awk -v l="$1" -v v="$2" -v op="$3" -v g="$4" -v u="$5" 'BEGIN{
@@ -274,26 +427,37 @@ goal() { # LABEL VALUE OP LIMIT UNIT
 }
 r() { awk -v a="$1" -v b="$2" 'BEGIN{ print (b > 0 ? a / b : 0) }'; }
 goal "/hello, c=50: tunnel / direct req/s" "$(r "$(get tunnel /hello 50 4)" "$(get direct /hello 50 4)")" ">=" 0.5 x
+goal "/hello, h2c: tunnel / direct h1 (-m1) req/s" "$(r "$(h2get h2c /hello 3)" "$(h2get direct-h1 /hello 3)")" ">=" 0.5 x
+goal "/hello, h2 TLS: tunnel / direct h1 (-m1) req/s" "$(r "$(h2get h2tls /hello 3)" "$(h2get direct-h1 /hello 3)")" ">=" 0.5 x
 for conns in "${CONNS[@]}"; do
   goal "1 MiB, c=$conns: tunnel / direct MB/s" "$(r "$(get tunnel /bytes/1048576 "$conns" 5)" "$(get direct /bytes/1048576 "$conns" 5)")" ">=" 0.25 x
 done
 for conns in "${CONNS[@]}"; do
   goal "/hello, c=$conns: CPU per request, edge + connector" "$(get tunnel /hello "$conns" 8)" "<=" 25 " µs"
 done
+goal "/hello, h2c: CPU per request, edge + connector" "$(h2get h2c /hello 5)" "<=" 25 " µs"
+goal "/hello, h2 TLS: CPU per request, edge + connector" "$(h2get h2tls /hello 5)" "<=" 25 " µs"
 goal "idle RSS, edge" "$(awk -v k="$idle_edge" 'BEGIN{print k / 1024}')" "<" 20 " MiB"
 goal "idle RSS, connector" "$(awk -v k="$idle_conn" 'BEGIN{print k / 1024}')" "<" 20 " MiB"
 echo
 if [ "$total_errors" -gt 0 ]; then
-  echo "ERRORS: $total_errors failed requests (non-2xx/3xx responses or socket errors); see the table."
+  echo "ERRORS: $total_errors failed requests (wrk: non-2xx/3xx responses or socket errors; h2load: non-2xx or failed); see the tables."
   if [ "${KEEP:-0}" = 1 ]; then
     echo "  wrk outputs and the edge's and connector's logs: $work"
   else
-    echo "  (KEEP=1 keeps wrk's outputs and the edge's and connector's logs)"
+    echo "  (KEEP=1 keeps wrk's and h2load's outputs and the edge's and connector's logs)"
   fi
   for f in "$work"/wrk/*.txt; do
     if grep -qE 'Non-2xx|Socket errors|exited' "$f"; then
       n=$(basename "$f" .txt); [ "${n%-warm}" != "$n" ] && n="$n (warm-up, not counted)"
       echo "  $n: $(grep -E 'Non-2xx|Socket errors|exited' "$f" | tr -s ' \n' ' ')"
+    fi
+  done
+  for f in "$work"/h2load/*.txt; do
+    if grep -q exited "$f" || ! grep -qE '^status codes: [0-9]+ 2xx, 0 3xx, 0 4xx, 0 5xx' "$f" ||
+      ! grep -qE ' 0 failed, 0 errored, 0 timeout' "$f"; then
+      n=h2load-$(basename "$f" .txt); [ "${n%-warm}" != "$n" ] && n="$n (warm-up, not counted)"
+      echo "  $n: $(grep -E '^(requests|status codes):|exited' "$f" | tr -s ' \n' ' ')"
     fi
   done
   for p in edge connector; do
@@ -304,6 +468,7 @@ if [ "$total_errors" -gt 0 ]; then
     fi
   done
 else
-  echo "errors: none (no non-2xx/3xx responses, no socket errors)"
+  echo "errors: none (wrk: no non-2xx/3xx responses, no socket errors; h2load: all 2xx, none failed)"
 fi
-echo "load phase: ${t_load}s; other load during it: $(awk -v t="$x_load" -v hz="$tck" -v s="$t_load" 'BEGIN{printf "%.0f%%", t / hz / (s > 0 ? s : 1) * 100}') of one core on average (CPU outside the benchmark's processes)"
+echo "wrk phase: ${t_load}s; other load during it: $(awk -v t="$x_load" -v hz="$tck" -v s="$t_load" 'BEGIN{printf "%.0f%%", t / hz / (s > 0 ? s : 1) * 100}') of one core on average (CPU outside the benchmark's processes)"
+echo "h2load phase: ${t_h2}s; other load during it: $(awk -v t="$x_h2" -v hz="$tck" -v s="$t_h2" 'BEGIN{printf "%.0f%%", t / hz / (s > 0 ? s : 1) * 100}') of one core on average"
