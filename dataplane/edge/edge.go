@@ -143,6 +143,13 @@ func New(cfg Config) (*Edge, error) {
 // ServeTunnels accepts tunnel connections on ln until ln is closed or the
 // edge shuts down.
 func (e *Edge) ServeTunnels(ln net.Listener) error {
+	return e.serve(ln, e.handleTunnel)
+}
+
+// serve accepts connections on ln and runs handle for each on its own
+// goroutine (counted in e.wg) until ln is closed or the edge shuts down;
+// accept timeouts back off up to a second.
+func (e *Edge) serve(ln net.Listener, handle func(net.Conn)) error {
 	if !e.track(ln) {
 		ln.Close()
 		return errClosed
@@ -167,7 +174,7 @@ func (e *Edge) ServeTunnels(ln net.Listener) error {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			e.handleTunnel(nc)
+			handle(nc)
 		}()
 	}
 }

@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -25,33 +24,7 @@ import (
 // NextProtos should offer "h2" and "http/1.1"): HTTP/2 when the visitor
 // picks h2, HTTP/1.1 otherwise, until the edge shuts down.
 func (e *Edge) ServeVisitorsTLS(ln net.Listener, cfg *tls.Config) error {
-	if !e.track(ln) {
-		ln.Close()
-		return errClosed
-	}
-	defer e.untrack(ln)
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if e.isClosing() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.serveTLSVisitor(nc, cfg)
-		}()
-	}
+	return e.serve(ln, func(nc net.Conn) { e.serveTLSVisitor(nc, cfg) })
 }
 
 func (e *Edge) serveTLSVisitor(nc net.Conn, cfg *tls.Config) {
