@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/culvert-tunnel/culvert/dataplane"
 	"github.com/culvert-tunnel/culvert/frames/hpack"
 	"github.com/klauspost/compress/gzip"
@@ -26,14 +28,7 @@ import (
 // visitor CA) and over plain TCP with prior knowledge (h2c).
 func h2Clients(t *testing.T, tn *setup) (overTLS, h2c *http.Client) {
 	t.Helper()
-	ln := listen(t)
-	cfg, err := tn.edge.ctl.VisitorTLS(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go tn.edge.e.ServeVisitorsTLS(ln, cfg)
-	tlsAddr := ln.Addr().String()
-	pool := tn.edge.ctl.VisitorCA.Pool()
+	tlsAddr, pool := serveTLS(t, tn)
 	tlsTr := &http2.Transport{
 		DisableCompression: true,
 		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
@@ -52,6 +47,55 @@ func h2Clients(t *testing.T, tn *setup) (overTLS, h2c *http.Client) {
 	t.Cleanup(tlsTr.CloseIdleConnections)
 	t.Cleanup(h2cTr.CloseIdleConnections)
 	return &http.Client{Transport: tlsTr}, &http.Client{Transport: h2cTr}
+}
+
+// serveTLS serves the tunnel's edge on a TLS visitor listener too and
+// returns its address and the pool that verifies its certificates.
+func serveTLS(t *testing.T, tn *setup) (string, *x509.CertPool) {
+	t.Helper()
+	ln := listen(t)
+	cfg, err := tn.edge.ctl.VisitorTLS(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go tn.edge.e.ServeVisitorsTLS(ln, cfg)
+	return ln.Addr().String(), tn.edge.ctl.VisitorCA.Pool()
+}
+
+// TestWebsocketOverTLS: an HTTP/1.1 websocket (Upgrade) on the HTTPS
+// visitor port reaches the origin's echo through the tunnel.
+func TestWebsocketOverTLS(t *testing.T) {
+	tn := startTunnel(t, connOptions{})
+	addr, pool := serveTLS(t, tn)
+	tr := &http.Transport{
+		DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			d := tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: tn.hostname, NextProtos: []string{"http/1.1"}}}
+			return d.DialContext(ctx, "tcp", addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, "wss://"+tn.hostname+"/ws", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatalf("websocket over TLS: %v", err)
+	}
+	defer c.CloseNow()
+	if resp.StatusCode != 101 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	c.SetReadLimit(1 << 20)
+	for i := range 20 {
+		typ, msg := wsMessage(i)
+		if err := c.Write(ctx, typ, msg); err != nil {
+			t.Fatal(err)
+		}
+		gt, got, err := c.Read(ctx)
+		if err != nil || gt != typ || !bytes.Equal(got, msg) {
+			t.Fatalf("echo %d: %v %v", i, gt, err)
+		}
+	}
+	c.Close(websocket.StatusNormalClosure, "")
 }
 
 // TestH2Visitors: visitors over HTTP/2 (TLS and h2c) download and upload
