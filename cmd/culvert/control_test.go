@@ -264,3 +264,57 @@ func TestStoreSurvivesKill9(t *testing.T) {
 	culvert(t, "edge", "cert", "list", "--data-dir", dataDir, "--api", "https://"+e.apiAddr)
 	tun.waitFor(regexp.MustCompile(`(?s)registered.*registered`), 20*time.Second)
 }
+
+// TestAdminCommands drives the edge's admin commands: accounts, users of
+// every kind and role, a partial zone, a role change and a removal (each
+// rolls the user's key).
+func TestAdminCommands(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "edge")
+	e := startEdgeProc(t, dataDir)
+	adm := func(env []string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(culvertBin, append(args, "--data-dir", dataDir, "--api", "https://"+e.apiAddr)...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("culvert %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	out := adm(nil, "edge", "account", "create", "acme", "--tunnel-limit", "5")
+	m := regexp.MustCompile(`account acme created: id ([0-9a-f]+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("account create: %s", out)
+	}
+	acct := m[1]
+	if l := adm(nil, "edge", "account", "list"); !strings.Contains(l, acct) || !regexp.MustCompile(acct+`\s+5\s+acme`).MatchString(l) {
+		t.Fatalf("account list:\n%s", l)
+	}
+	adm([]string{"CULVERT_PASSWORD=ann's long password"}, "edge", "user", "create", "ann@acme.test", "--account", acct, "--role", "super_admin")
+	out = adm(nil, "edge", "user", "create", "--service", "--name", "ci", "--account", acct)
+	if !regexp.MustCompile(`API token \(shown once\): cvt_\S+`).MatchString(out) {
+		t.Fatalf("service user create: %s", out)
+	}
+	// A password is required for a person; a bad role is refused.
+	if o, err := exec.Command(culvertBin, "edge", "user", "create", "bob@acme.test", "--account", acct, "--data-dir", dataDir, "--api", "https://"+e.apiAddr).CombinedOutput(); err == nil || !strings.Contains(string(o), "CULVERT_PASSWORD") {
+		t.Fatalf("user create without a password: %v %s", err, o)
+	}
+	cmd := exec.Command(culvertBin, "edge", "user", "create", "bob@acme.test", "--role", "boss", "--account", acct, "--data-dir", dataDir, "--api", "https://"+e.apiAddr)
+	cmd.Env = append(os.Environ(), "CULVERT_PASSWORD=bob's long password")
+	if o, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(o), "role") {
+		t.Fatalf("user create with a bad role: %v %s", err, o)
+	}
+	adm(nil, "edge", "zone", "create", "acme.test", "--account", acct, "--partial", "--no-cert")
+	l := adm(nil, "edge", "user", "list", "--account", acct)
+	if !regexp.MustCompile(`super_admin\s+person\s+ann@acme.test`).MatchString(l) || !regexp.MustCompile(`member\s+service\s+ci`).MatchString(l) {
+		t.Fatalf("user list:\n%s", l)
+	}
+	if o := adm(nil, "edge", "user", "set", "ann@acme.test", "--role", "admin"); !strings.Contains(o, "rolled") {
+		t.Fatalf("user set: %s", o)
+	}
+	adm(nil, "edge", "user", "remove", "ann@acme.test")
+	if l := adm(nil, "edge", "user", "list", "--account", acct); !regexp.MustCompile(`admin\s+removed\s+ann@acme.test`).MatchString(l) {
+		t.Fatalf("user list after remove:\n%s", l)
+	}
+}
