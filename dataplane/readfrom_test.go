@@ -73,7 +73,9 @@ func TestStreamReadFromBoundedByPeer(t *testing.T) {
 	addr, _ := startServer(t, &Config{SendBuffer: 64 << 10, Handler: HandlerFunc(func(s *Stream) {
 		s.WriteHeaders(fields(":status", "200"), false)
 		cr := &countingReader{}
+		done := make(chan struct{})
 		go func() {
+			defer close(done)
 			// Wait until ReadFrom stops taking bytes (one byte per Read
 			// is slow under the race detector), at most 10 s.
 			last := int64(-1)
@@ -85,10 +87,12 @@ func TestStreamReadFromBoundedByPeer(t *testing.T) {
 				}
 				last = n
 			}
-			queued <- cr.n.Load()
-			s.Reset(0x8)
+			n := cr.n.Load()
+			s.Reset(0x8) // ends ReadFrom
+			queued <- n
 		}()
 		s.ReadFrom(cr)
+		<-done // the stream is not used after the handler returns
 	})})
 	// The client's window (64 KiB stream, 64 KiB connection) and a client
 	// that never reads: at most window + send buffer can leave ReadFrom.
