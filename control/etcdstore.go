@@ -735,6 +735,17 @@ func (s *EtcdStore) UserByToken(token string) (User, error) {
 }
 
 func (s *EtcdStore) RollUserToken(userID string) (string, error) {
+	return s.newUserToken(userID, "roll user token", (*User).rollTokens)
+}
+
+func (s *EtcdStore) AddUserToken(userID string) (string, error) {
+	return s.newUserToken(userID, "add user token", (*User).addExtraToken)
+}
+
+// newUserToken makes a token, lets change put its hash into the user's
+// token fields, and updates the token index in the same transaction: the
+// hashes change drops go, the new one comes.
+func (s *EtcdStore) newUserToken(userID, what string, change func(u *User, hash string) (dropped []string)) (string, error) {
 	token, hash, err := newToken()
 	if err != nil {
 		return "", err
@@ -742,8 +753,8 @@ func (s *EtcdStore) RollUserToken(userID string) (string, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
 	k := s.key(ekUsers, userID)
-	err = s.update(ctx, "roll user token", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
-		kvs, err := s.read(ctx, "roll user token", k)
+	err = s.update(ctx, what, func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
+		kvs, err := s.read(ctx, what, k)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -755,14 +766,9 @@ func (s *EtcdStore) RollUserToken(userID string) (string, error) {
 			return nil, nil, err
 		}
 		var ops []etcdv3.Op
-		for _, h := range append([]string{u.TokenHash}, u.ExtraTokens...) {
-			if h != "" {
-				ops = append(ops, etcdv3.OpDelete(s.key(ekUsersByToken, h)))
-			}
+		for _, h := range change(&u, hash) {
+			ops = append(ops, etcdv3.OpDelete(s.key(ekUsersByToken, h)))
 		}
-		u.TokenHash = hash
-		u.ExtraTokens = nil
-		u.KeyVersion++
 		idx := s.key(ekUsersByToken, hash)
 		put, err := putJSONOp(k, u)
 		ops = append(ops, etcdv3.OpPut(idx, u.ID), put)
@@ -846,43 +852,6 @@ func (s *EtcdStore) UserByEmail(email string) (User, error) {
 		return User{}, err
 	}
 	return u, nil
-}
-
-func (s *EtcdStore) AddUserToken(userID string) (string, error) {
-	token, hash, err := newToken()
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := s.ctx()
-	defer cancel()
-	k := s.key(ekUsers, userID)
-	err = s.update(ctx, "add user token", func() ([]etcdv3.Cmp, []etcdv3.Op, error) {
-		kvs, err := s.read(ctx, "add user token", k)
-		if err != nil {
-			return nil, nil, err
-		}
-		if kvs[0] == nil {
-			return nil, nil, fmt.Errorf("control: user %q: %w", userID, ErrNotFound)
-		}
-		var u User
-		if err := decodeKV(kvs[0], "user", userID, &u); err != nil {
-			return nil, nil, err
-		}
-		var ops []etcdv3.Op
-		u.ExtraTokens = append(u.ExtraTokens, hash)
-		for len(u.ExtraTokens) > MaxExtraTokens {
-			ops = append(ops, etcdv3.OpDelete(s.key(ekUsersByToken, u.ExtraTokens[0])))
-			u.ExtraTokens = u.ExtraTokens[1:]
-		}
-		idx := s.key(ekUsersByToken, hash)
-		put, err := putJSONOp(k, u)
-		ops = append(ops, etcdv3.OpPut(idx, u.ID), put)
-		return []etcdv3.Cmp{unchanged(kvs[0]), absent(idx)}, ops, err
-	})
-	if err != nil {
-		return "", err
-	}
-	return token, nil
 }
 
 // --- zones ---

@@ -119,6 +119,30 @@ func (u *User) hasToken(hash string) bool {
 	return false
 }
 
+// rollTokens makes hash the only token of a new key version and returns
+// the hashes that stop authenticating.
+func (u *User) rollTokens(hash string) (dropped []string) {
+	for _, h := range append([]string{u.TokenHash}, u.ExtraTokens...) {
+		if h != "" {
+			dropped = append(dropped, h)
+		}
+	}
+	u.TokenHash, u.ExtraTokens = hash, nil
+	u.KeyVersion++
+	return dropped
+}
+
+// addExtraToken adds hash as a further token of the current key and
+// returns the oldest ones dropped beyond MaxExtraTokens.
+func (u *User) addExtraToken(hash string) (dropped []string) {
+	u.ExtraTokens = append(u.ExtraTokens, hash)
+	if n := len(u.ExtraTokens) - MaxExtraTokens; n > 0 {
+		dropped = append(dropped, u.ExtraTokens[:n]...)
+		u.ExtraTokens = u.ExtraTokens[n:]
+	}
+	return dropped
+}
+
 // DNSRecord is a record the edge serves in a full zone for a tunnel
 // hostname. Name is lowercase without a trailing dot; (Name, Type) is
 // unique across the store.
@@ -727,6 +751,17 @@ func (s *BoltStore) UserByToken(token string) (User, error) {
 }
 
 func (s *BoltStore) RollUserToken(userID string) (string, error) {
+	return s.newUserToken(userID, (*User).rollTokens)
+}
+
+func (s *BoltStore) AddUserToken(userID string) (string, error) {
+	return s.newUserToken(userID, (*User).addExtraToken)
+}
+
+// newUserToken makes a token, lets change put its hash into the user's
+// token fields, and updates the token index: the hashes change drops go,
+// the new one comes.
+func (s *BoltStore) newUserToken(userID string, change func(u *User, hash string) (dropped []string)) (string, error) {
 	token, hash, err := newToken()
 	if err != nil {
 		return "", err
@@ -737,17 +772,11 @@ func (s *BoltStore) RollUserToken(userID string) (string, error) {
 		if err := getJSON(b, "user", userID, &u); err != nil {
 			return err
 		}
-		for _, h := range append([]string{u.TokenHash}, u.ExtraTokens...) {
-			if h == "" {
-				continue
-			}
+		for _, h := range change(&u, hash) {
 			if err := idx.Delete([]byte(h)); err != nil {
 				return err
 			}
 		}
-		u.TokenHash = hash
-		u.ExtraTokens = nil
-		u.KeyVersion++
 		if err := idx.Put([]byte(hash), []byte(u.ID)); err != nil {
 			return err
 		}
@@ -827,35 +856,6 @@ func (s *BoltStore) UserByEmail(email string) (User, error) {
 		return User{}, err
 	}
 	return u, nil
-}
-
-func (s *BoltStore) AddUserToken(userID string) (string, error) {
-	token, hash, err := newToken()
-	if err != nil {
-		return "", err
-	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		b, idx := tx.Bucket(bktUsers), tx.Bucket(bktUsersByToken)
-		var u User
-		if err := getJSON(b, "user", userID, &u); err != nil {
-			return err
-		}
-		u.ExtraTokens = append(u.ExtraTokens, hash)
-		for len(u.ExtraTokens) > MaxExtraTokens {
-			if err := idx.Delete([]byte(u.ExtraTokens[0])); err != nil {
-				return err
-			}
-			u.ExtraTokens = u.ExtraTokens[1:]
-		}
-		if err := idx.Put([]byte(hash), []byte(u.ID)); err != nil {
-			return err
-		}
-		return putJSON(b, u.ID, u)
-	})
-	if err != nil {
-		return "", err
-	}
-	return token, nil
 }
 
 // --- zones ---
