@@ -118,9 +118,19 @@ func (h *h2Handler) respond(s *dataplane.Stream, status int, kind, text string) 
 }
 
 var (
-	strAuthority = []byte(":authority")
-	strCookie    = []byte("cookie")
+	strAuthority       = []byte(":authority")
+	strCookie          = []byte("cookie")
+	strContentEncoding = []byte("content-encoding")
+	strVary            = []byte("vary")
+	strGzip, strZstd   = []byte("gzip"), []byte("zstd")
 )
+
+func encodingValue(enc string) []byte {
+	if enc == "zstd" {
+		return strZstd
+	}
+	return strGzip
+}
 
 // ServeStream proxies one visitor stream through the tunnel of its
 // :authority.
@@ -147,13 +157,8 @@ func (h *h2Handler) ServeStream(vs *dataplane.Stream) {
 	}
 	t := e.reg.pick(host)
 	if t == nil {
-		if e.cfg.Registrar.Known(string(host)) {
-			m.errTunnelOffline.Inc()
-			h.respond(vs, 530, tunnel.ErrorTunnelOffline, "the tunnel for "+string(host)+" has no live connection")
-		} else {
-			m.errUnknownHost.Inc()
-			h.respond(vs, 404, tunnel.ErrorUnknownHost, "no tunnel is configured for "+string(host))
-		}
+		status, kind, text := e.noRoute(host)
+		h.respond(vs, status, kind, text)
 		return
 	}
 
@@ -184,12 +189,8 @@ open:
 	hdrs, err := ts.ReadHeaders(streamCtx)
 	if err != nil {
 		e.finishFailed(t, ts, up)
-		if !hasBody && retries < maxRetries && retryable(err, method) {
-			retries++
-			m.retries.Inc()
-			if t = e.reg.pick(host); t != nil {
-				goto open
-			}
+		if t = e.retryOn(host, err, method, hasBody, &retries); t != nil {
+			goto open
 		}
 		m.errTunnel.Inc()
 		h.respond(vs, 502, tunnel.ErrorOrigin, "the tunnel stream failed")
@@ -202,7 +203,8 @@ open:
 	if !noBody {
 		enc = compressionFor(req.Get("accept-encoding"), method, status, hdrs.Get)
 	}
-	out := responseFields(hdrs, enc)
+	rf.resp = responseFields(rf.resp[:0], hdrs, enc)
+	out := rf.resp
 	tsBuffered, tsEnded := ts.BodyState()
 	if noBody || (tsEnded && tsBuffered == 0 && enc == "") {
 		err := vs.WriteHeaders(out, len(ts.Trailers().Fields()) == 0)
@@ -324,13 +326,13 @@ func statusOf(hdrs *dataplane.HeaderList) int {
 	return 502
 }
 
-// responseFields is the visitor's response header list from the tunnel's:
-// connection-specific fields dropped, and for a compressed body the
-// content-encoding set, content-length dropped, Vary extended and a strong
-// ETag weakened.
-func responseFields(hdrs *dataplane.HeaderList, enc string) []hpack.HeaderField {
+// responseFields appends to out the visitor's response header list from
+// the tunnel's: connection-specific fields dropped, and for a compressed
+// body the content-encoding set, content-length dropped, Vary extended and
+// a strong ETag weakened. The fields alias hdrs (and new values for Vary
+// and ETag): they live until the stream writes them (WriteHeaders copies).
+func responseFields(out []hpack.HeaderField, hdrs *dataplane.HeaderList, enc string) []hpack.HeaderField {
 	src := hdrs.Fields()
-	out := make([]hpack.HeaderField, 0, len(src)+2)
 	var vary []byte
 	for _, f := range src {
 		k := f.Name
@@ -358,8 +360,8 @@ func responseFields(hdrs *dataplane.HeaderList, enc string) []hpack.HeaderField 
 	}
 	if enc != "" {
 		out = append(out,
-			hpack.HeaderField{Name: []byte("content-encoding"), Value: []byte(enc)},
-			hpack.HeaderField{Name: []byte("vary"), Value: varyAcceptEncoding(vary)})
+			hpack.HeaderField{Name: strContentEncoding, Value: encodingValue(enc)},
+			hpack.HeaderField{Name: strVary, Value: varyAcceptEncoding(vary)})
 	}
 	return out
 }
@@ -389,7 +391,7 @@ func (h *h2Handler) serveWebsocket(vs *dataplane.Stream, t *tunnelConn, ts *data
 	}
 	status := statusOf(hdrs)
 	m.status(status)
-	if err := vs.WriteHeaders(responseFields(hdrs, ""), false); err != nil || status != 200 {
+	if err := vs.WriteHeaders(responseFields(nil, hdrs, ""), false); err != nil || status != 200 {
 		if status != 200 {
 			io.Copy(vs, io.LimitReader(ts, 64<<10))
 		}

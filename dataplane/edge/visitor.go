@@ -139,6 +139,7 @@ func lastColon(h []byte) int {
 // values copied into buf, fields resliced from it.
 type reqFields struct {
 	fields []hpack.HeaderField
+	resp   []hpack.HeaderField // an HTTP/2 visitor's response fields
 	buf    []byte
 	spans  []int // name end, value end, per field
 }
@@ -146,6 +147,8 @@ type reqFields struct {
 var reqFieldsPool = sync.Pool{New: func() any { return &reqFields{buf: make([]byte, 0, 2048)} }}
 
 func (r *reqFields) reset() {
+	clear(r.resp) // drop references to the last stream's headers
+	r.resp = r.resp[:0]
 	r.fields = r.fields[:0]
 	r.buf = r.buf[:0]
 	r.spans = r.spans[:0]
@@ -204,13 +207,8 @@ func (e *Edge) serveVisitor(ctx *fasthttp.RequestCtx) {
 	host := hostOf(ctx.Request.Header.Host())
 	t := e.reg.pick(host)
 	if t == nil {
-		if e.cfg.Registrar.Known(string(host)) {
-			m.errTunnelOffline.Inc()
-			e.errorPage(ctx, 530, tunnel.ErrorTunnelOffline, "the tunnel for "+string(host)+" has no live connection")
-		} else {
-			m.errUnknownHost.Inc()
-			e.errorPage(ctx, fasthttp.StatusNotFound, tunnel.ErrorUnknownHost, "no tunnel is configured for "+string(host))
-		}
+		status, kind, text := e.noRoute(host)
+		e.errorPage(ctx, status, kind, text)
 		return
 	}
 	ws := isWebsocket(&ctx.Request.Header)
@@ -262,15 +260,8 @@ open:
 	hdrs, err := s.ReadHeaders(streamCtx)
 	if err != nil {
 		e.finishFailed(t, s, up)
-		if !hasBody && retries < maxRetries && retryable(err, ctx.Request.Header.Method()) {
-			// The stream was not processed (refused, or under a GOAWAY),
-			// or the request is idempotent and its connection died:
-			// another connection of the tunnel takes it.
-			retries++
-			m.retries.Inc()
-			if t = e.reg.pick(host); t != nil {
-				goto open
-			}
+		if t = e.retryOn(host, err, ctx.Request.Header.Method(), hasBody, &retries); t != nil {
+			goto open
 		}
 		m.errTunnel.Inc()
 		e.errorPage(ctx, fasthttp.StatusBadGateway, tunnel.ErrorOrigin, "the tunnel stream failed")
@@ -327,6 +318,32 @@ func (c *compressedBody) Read(p []byte) (int, error) { return c.cr.Read(p) }
 func (c *compressedBody) CloseWithError(err error) error {
 	c.cr.Close()
 	return c.rb.CloseWithError(err)
+}
+
+// noRoute is the answer for a host with no live tunnel connection, for
+// errorPage or its HTTP/2 twin: 530 if the hostname belongs to a tunnel,
+// 404 otherwise (counted).
+func (e *Edge) noRoute(host []byte) (status int, kind, text string) {
+	if e.cfg.Registrar.Known(string(host)) {
+		e.metrics.errTunnelOffline.Inc()
+		return 530, tunnel.ErrorTunnelOffline, "the tunnel for " + string(host) + " has no live connection"
+	}
+	e.metrics.errUnknownHost.Inc()
+	return fasthttp.StatusNotFound, tunnel.ErrorUnknownHost, "no tunnel is configured for " + string(host)
+}
+
+// retryOn decides, after a request's stream failed before the response
+// headers, whether it goes to another connection of host: a request
+// without a body whose stream was not processed (refused, or under a
+// GOAWAY), or an idempotent one whose connection died. It returns that
+// connection, or nil when the failure stands.
+func (e *Edge) retryOn(host []byte, err error, method []byte, hasBody bool, retries *int) *tunnelConn {
+	if hasBody || *retries >= maxRetries || !retryable(err, method) {
+		return nil
+	}
+	*retries++
+	e.metrics.retries.Inc()
+	return e.reg.pick(host)
 }
 
 // maxDiscard is the largest request body the edge reads and drops to
