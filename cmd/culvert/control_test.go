@@ -49,17 +49,6 @@ func digShort(t *testing.T, dig, dnsAddr, name, typ string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 var loginURL = regexp.MustCompile(`(https://\S+/login/[0-9a-f]+)`)
 
 // TestControlPathStory is the whole control path on loopback: edge up →
@@ -178,13 +167,13 @@ func TestControlPathStory(t *testing.T) {
 		t.Fatalf("tunnel exit: %v", err)
 	}
 	stopped := time.Now()
-	eventually(t, 5*time.Second, "Unregistered in the audit log", func() bool {
+	waitTook(t, 5*time.Second, "Unregistered in the audit log", func() bool {
 		return strings.Contains(culvert(t, "audit", "--origincert", certFile), "Unregistered")
 	})
 	if got := digShort(t, dig, dnsAddr, "app.example.test", "AAAA"); got != "::1" && time.Since(stopped) < 2*time.Second {
 		t.Fatalf("the record went before the delay: %q", got)
 	}
-	eventually(t, 10*time.Second, "the AAAA record gone", func() bool {
+	waitTook(t, 10*time.Second, "the AAAA record gone", func() bool {
 		return digShort(t, dig, dnsAddr, "app.example.test", "AAAA") == ""
 	})
 	took := time.Since(stopped)
