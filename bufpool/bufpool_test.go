@@ -1,6 +1,10 @@
 package bufpool
 
-import "testing"
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+)
 
 func TestClassSizes(t *testing.T) {
 	cases := []struct{ n, want int }{
@@ -40,3 +44,55 @@ func TestPutRestoresLength(t *testing.T) {
 }
 
 func TestPutNil(t *testing.T) { Put(nil) }
+
+func TestShareLastPutReturns(t *testing.T) {
+	var tally atomic.Int32
+	b := Get(4096)
+	b.Track(&tally)
+	if !b.Tracked() || tally.Load() != 1 {
+		t.Fatalf("Track: tracked %v, tally %d", b.Tracked(), tally.Load())
+	}
+	b.Share()
+	b.Share()
+	if !b.Shared() {
+		t.Fatal("Shared() = false with three references")
+	}
+	Put(b)
+	Put(b)
+	if tally.Load() != 1 {
+		t.Fatalf("tally %d after two of three Puts, want 1 (still out)", tally.Load())
+	}
+	if b.Shared() {
+		t.Fatal("Shared() = true with one reference left")
+	}
+	Put(b)
+	if tally.Load() != 0 {
+		t.Fatalf("tally %d after the last Put, want 0", tally.Load())
+	}
+	if b.Tracked() {
+		t.Fatal("a buffer back in the pool is still tracked")
+	}
+}
+
+// TestShareConcurrentPuts: many holders dropping their references at once
+// return the buffer exactly once (the race detector and the tally check it).
+func TestShareConcurrentPuts(t *testing.T) {
+	for range 200 {
+		var tally atomic.Int32
+		b := Get(1024)
+		b.Track(&tally)
+		const holders = 8
+		for range holders - 1 {
+			b.Share()
+		}
+		var wg sync.WaitGroup
+		for range holders {
+			wg.Add(1)
+			go func() { defer wg.Done(); Put(b) }()
+		}
+		wg.Wait()
+		if n := tally.Load(); n != 0 {
+			t.Fatalf("tally %d after every holder put, want 0", n)
+		}
+	}
+}

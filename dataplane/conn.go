@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/culvert-tunnel/culvert/bufpool"
 	"github.com/culvert-tunnel/culvert/frames"
 	"github.com/culvert-tunnel/culvert/frames/hpack"
 )
@@ -177,6 +178,7 @@ func newConn(nc net.Conn, role Role, cfg *Config) *Conn {
 	c.fr = frames.NewReader(c.dr)
 	c.fr.SetMaxReadFrameSize(c.cfg.MaxFrameSize)
 	c.fr.SetMaxHeaderBlockSize(c.cfg.MaxHeaderListSize*2 + 1024)
+	c.fr.SetShareLimit(shareBuffers)
 	c.dec = hpack.NewDecoder(c.cfg.HeaderTableSize)
 	c.dec.SetMaxHeaderListSize(c.cfg.MaxHeaderListSize)
 	c.fw = frames.NewWriter(nc)
@@ -769,12 +771,27 @@ func (c *Conn) onDataLocked(f *frames.DataFrame) {
 			return
 		}
 	} else if len(data) > 0 {
-		s.rbuf.write(data, defaultChunkPayload)
+		if ref, start, end, ok := c.shareDataLocked(len(data)); ok {
+			s.rbuf.appendShared(ref, start, end)
+		} else {
+			s.rbuf.write(data, defaultChunkPayload)
+		}
 		s.readWait.Broadcast()
 	}
 	if f.StreamEnded() {
 		c.endRecvLocked(s)
 	}
+}
+
+// shareDataLocked takes a reference to the frame reader's buffer for the
+// current DATA frame's n bytes of data, so the stream queues them without a
+// copy; small data is copied instead (a reference pins the whole buffer,
+// and the reader shares only a few buffers at a time, see shareBuffers).
+func (c *Conn) shareDataLocked(n int) (*bufpool.Buf, int, int, bool) {
+	if n < minSharedData {
+		return nil, 0, 0, false
+	}
+	return c.fr.RetainData()
 }
 
 // endRecvLocked handles END_STREAM from the peer.

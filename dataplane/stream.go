@@ -22,12 +22,26 @@ const (
 	maxChunkPayload     = 64 << 10
 )
 
+// Received DATA: data of at least minSharedData bytes is queued as a
+// reference to the frame reader's buffer instead of a copy, while fewer than
+// shareBuffers of the reader's buffers (256 KiB each) are held that way;
+// beyond that, and for smaller data, it is copied. The bound keeps a stream
+// that is not read from pinning more than 1 MiB of read buffers per
+// connection, whatever mix of frame sizes the peer sends.
+const (
+	minSharedData = 4 << 10
+	shareBuffers  = 4
+)
+
 type chunkBuf = bufpool.Buf
 
-// chunk is a pooled buffer with pending bytes [r, w).
+// chunk is a pooled buffer with pending bytes [r, w). A shared chunk is a
+// reference to the frame reader's buffer (see frames.Reader.RetainData):
+// its bytes after w belong to someone else, so nothing is appended to it.
 type chunk struct {
-	b    *chunkBuf
-	r, w int
+	b      *chunkBuf
+	r, w   int
+	shared bool
 }
 
 // chunkQueue is a FIFO of byte chunks; n counts the pending bytes. The
@@ -44,6 +58,18 @@ func (cq *chunkQueue) front() *chunk { return &cq.q[cq.h] }
 
 func (cq *chunkQueue) empty() bool { return cq.h == len(cq.q) }
 
+// last returns the last chunk if more bytes may be appended to it (it is
+// not shared).
+func (cq *chunkQueue) last() *chunk {
+	if cq.empty() {
+		return nil
+	}
+	if l := &cq.q[len(cq.q)-1]; !l.shared {
+		return l
+	}
+	return nil
+}
+
 // write appends p (copied) to the queue, filling the last chunk first, in
 // chunks of up to payload bytes that keep frames.HeaderLen bytes free in
 // front.
@@ -51,8 +77,7 @@ func (cq *chunkQueue) write(p []byte, payload int) {
 	cq.n += len(p)
 	end := frames.HeaderLen + payload
 	for len(p) > 0 {
-		if !cq.empty() {
-			last := &cq.q[len(cq.q)-1]
+		if last := cq.last(); last != nil {
 			if lim := min(len(last.b.B), end); last.w < lim {
 				m := copy(last.b.B[last.w:lim], p)
 				last.w += m
@@ -63,6 +88,13 @@ func (cq *chunkQueue) write(p []byte, payload int) {
 		b := bufpool.Get(end)
 		cq.q = append(cq.q, chunk{b: b, r: frames.HeaderLen, w: frames.HeaderLen})
 	}
+}
+
+// appendShared appends the bytes b.B[r:w] without copying them; the queue
+// takes over the caller's reference to b.
+func (cq *chunkQueue) appendShared(b *chunkBuf, r, w int) {
+	cq.q = append(cq.q, chunk{b: b, r: r, w: w, shared: true})
+	cq.n += w - r
 }
 
 // read copies up to len(p) bytes out, freeing drained chunks.

@@ -3,6 +3,7 @@ package frames
 import (
 	"encoding/binary"
 	"io"
+	"sync/atomic"
 
 	"github.com/culvert-tunnel/culvert/bufpool"
 )
@@ -46,9 +47,16 @@ type Reader struct {
 	src io.Reader
 
 	// Read buffer: buf is inline[:] or pb.B; bytes [rpos, wpos) are unread.
+	// While pb is shared (RetainData), bytes before wpos may belong to
+	// other holders: the Reader moves to a fresh buffer instead of reusing
+	// them.
 	buf        []byte
 	pb         *bufpool.Buf
 	rpos, wpos int
+
+	shareLimit int32        // pooled buffers that may be shared out at once
+	sharedOut  atomic.Int32 // buffers shared out and not yet back in the pool
+	dataOff    int          // offset in buf of the last DATA frame's data
 
 	maxFrameSize     uint32
 	maxBlockSize     uint32
@@ -126,6 +134,35 @@ func (r *Reader) SetAssembleHeaderBlocks(on bool) { r.assemble = on }
 // instead of plausible data. For tests; it costs a memset per frame.
 func (r *Reader) SetDebugPoison(on bool) { r.poison = on }
 
+// SetShareLimit lets RetainData hand out references to at most n of the
+// Reader's pooled buffers at a time (0, the default: it never does). Each
+// is at most 256 KiB, so n bounds the memory that slow holders pin.
+func (r *Reader) SetShareLimit(n int) { r.shareLimit = int32(max(n, 0)) }
+
+// SharedBuffers reports how many of the Reader's buffers are shared out
+// now (RetainData) and not yet back in the pool.
+func (r *Reader) SharedBuffers() int { return int(r.sharedOut.Load()) }
+
+// RetainData gives the caller the payload of the DATA frame returned last
+// without copying it: the data is ref.B[start:end], and the caller owns a
+// reference to ref (bufpool.Put drops it). The Reader never writes those
+// bytes again, so they stay valid after the next ReadFrame, until the Put.
+// ok is false when the data is not in a pooled buffer (small frames are
+// read into the Reader's own one), the frame is not the last one returned,
+// or the share limit is reached; the caller copies the data then.
+func (r *Reader) RetainData() (ref *bufpool.Buf, start, end int, ok bool) {
+	if r.pb == nil || r.last != &r.data.frameBase || !r.data.valid {
+		return nil, 0, 0, false
+	}
+	if !r.pb.Tracked() {
+		if r.sharedOut.Load() >= r.shareLimit {
+			return nil, 0, 0, false
+		}
+		r.pb.Track(&r.sharedOut)
+	}
+	return r.pb.Share(), r.dataOff, r.dataOff + len(r.data.data), true
+}
+
 // Buffered reports how many bytes are read from the source but not yet
 // returned as frames: when it is at least HeaderLen, the next ReadFrame may
 // complete without blocking.
@@ -163,15 +200,23 @@ func (r *Reader) release(keep bool) {
 		bufpool.Put(r.blk)
 		r.blk = nil
 	}
-	if r.poison {
+	shared := r.pb != nil && r.pb.Shared()
+	if r.poison && !shared {
 		memset(r.buf[:r.rpos], poisonByte)
 	}
 	if r.rpos == r.wpos {
 		r.rpos, r.wpos = 0, 0
-		if r.pb != nil && !keep {
+		switch {
+		case r.pb != nil && !keep:
 			bufpool.Put(r.pb)
 			r.pb = nil
 			r.buf = r.inline[:]
+		case shared:
+			// Its bytes are held elsewhere: read on into a fresh one.
+			size := len(r.pb.B)
+			bufpool.Put(r.pb)
+			r.pb = bufpool.Get(size)
+			r.buf = r.pb.B
 		}
 	}
 }
@@ -248,6 +293,7 @@ func (r *Reader) next() (FrameHeader, []byte, error) {
 		return fh, nil, err
 	}
 	p := r.buf[r.rpos+HeaderLen : r.rpos+n]
+	r.dataOff = r.rpos + HeaderLen
 	r.rpos += n
 	r.lastBig = n > inlineSize
 	return fh, p, nil
@@ -289,13 +335,14 @@ func (r *Reader) makeRoom(n int) {
 	if r.lastBig {
 		want = max(n, bulkPooled)
 	}
-	if n <= len(r.buf) && (r.pb == nil || len(r.buf) >= want) {
+	shared := r.pb != nil && r.pb.Shared()
+	if n <= len(r.buf) && (r.pb == nil || len(r.buf) >= want) && !shared {
 		copy(r.buf, pending)
 	} else {
 		pb := bufpool.Get(want)
 		copy(pb.B, pending)
 		if r.pb != nil {
-			if r.poison {
+			if r.poison && !shared {
 				memset(r.pb.B, poisonByte)
 			}
 			bufpool.Put(r.pb)
@@ -365,6 +412,7 @@ func (r *Reader) parseData(fh FrameHeader, p []byte) (Frame, error) {
 		if p, err = unpad(p, 0, "DATA"); err != nil {
 			return nil, err
 		}
+		r.dataOff++ // the Pad Length byte
 	}
 	f := &r.data
 	f.FrameHeader, f.data = fh, p
