@@ -45,6 +45,7 @@ type Client struct {
 
 	exchanges sync.Pool // *exchange
 	closed    atomic.Bool
+	trimming  atomic.Bool // a trim of the idle pool is scheduled
 }
 
 // New checks cfg and returns a Client for its origin. It does not connect:
@@ -459,16 +460,48 @@ var (
 // handleOf returns h as the concrete handle type that fn takes.
 func handleOf[H connHandle](_ func(*fasthttp.HostClient, H), h connHandle) H { return h.(H) }
 
-// releaseConn returns a connection to the pool, or closes it when the pool
-// already keeps maxIdle idle connections or the Client is closed.
+// releaseConn returns a connection to the pool (or closes it when the
+// Client is closed or keeps no idle connection). A pool left with more than
+// maxIdle idle connections is trimmed trimAfter later, not at once: under
+// more concurrent requests than maxIdle, connections come back and are
+// taken again within microseconds, and closing each one that finds the idle
+// pool full would make every such request dial a new connection (the origin
+// then spends more on accepting and closing than on answering).
 func (c *Client) releaseConn(h connHandle) {
-	if c.closed.Load() || c.hc.IdleConnsCount() >= c.maxIdle {
+	if c.closed.Load() || c.maxIdle == 0 {
 		c.closeConn(h)
 		return
 	}
 	hcRelease(c.hc, handleOf(hcRelease, h))
 	if c.closed.Load() {
 		c.hc.CloseIdleConnections() // Close ran meanwhile
+		return
+	}
+	if c.hc.IdleConnsCount() > c.maxIdle && c.trimming.CompareAndSwap(false, true) {
+		time.AfterFunc(trimAfter, c.trim)
+	}
+}
+
+// trimAfter is how long the idle pool may stay above maxIdle.
+const trimAfter = time.Second
+
+// trim closes idle connections beyond maxIdle.
+func (c *Client) trim() {
+	for !c.closed.Load() && c.hc.IdleConnsCount() > c.maxIdle {
+		cc, err := c.hc.AcquireConn(0, false)
+		if err != nil {
+			break
+		}
+		if cc.LastUseTime().IsZero() {
+			// Taken by others meanwhile: this one was dialed for us.
+			hcRelease(c.hc, cc)
+			break
+		}
+		hcClose(c.hc, cc)
+	}
+	c.trimming.Store(false)
+	if !c.closed.Load() && c.hc.IdleConnsCount() > c.maxIdle && c.trimming.CompareAndSwap(false, true) {
+		time.AfterFunc(trimAfter, c.trim) // released again meanwhile
 	}
 }
 

@@ -72,6 +72,43 @@ func TestKeepAliveIdleBound(t *testing.T) {
 	}
 }
 
+// TestKeepAliveBurstReusesConnections: rounds of more concurrent requests
+// than KeepAliveConnections reuse the connections of the first round (no
+// dial per request), and once the burst is over the idle pool shrinks back
+// to KeepAliveConnections.
+func TestKeepAliveBurstReusesConnections(t *testing.T) {
+	url, ln := startHello(t)
+	const keep, burst, rounds = 2, 8, 5
+	c := newClient(t, Config{URL: url, KeepAliveConnections: keep})
+	for range rounds {
+		var wg sync.WaitGroup
+		for range burst {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := do(t, c, "GET", "/sleep?d=20ms", nil, 0); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if n := ln.accepted.Load(); n > burst+2 {
+		t.Fatalf("%d rounds of %d concurrent requests: %d connections, want about %d", rounds, burst, n, burst)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.hc.IdleConnsCount() > keep {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle connections 5s after the burst, want %d", c.hc.IdleConnsCount(), keep)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mustDo(t, c, "GET", "/hello")
+	if n := c.hc.IdleConnsCount(); n != keep {
+		t.Fatalf("%d idle connections after a request, want %d", n, keep)
+	}
+}
+
 func TestUnixSocket(t *testing.T) {
 	path := startHelloUnix(t)
 	c := newClient(t, Config{URL: "unix:" + path})

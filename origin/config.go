@@ -45,8 +45,10 @@ type Config struct {
 	ConnectTimeout time.Duration
 
 	// KeepAliveConnections is how many idle connections the pool keeps
-	// (--proxy-keepalive-connections); a connection coming back to a full
-	// idle pool is closed. It is the idle bound only: the bound on all
+	// (--proxy-keepalive-connections): idle connections beyond it are
+	// closed once the pool has been above it for a second (not at once, so
+	// a burst of more concurrent requests reuses its connections instead of
+	// dialing one per request). It is the idle bound only: the bound on all
 	// connections, busy ones included, is MaxConnsPerHost. Default 100;
 	// negative keeps no idle connection (one connection per request).
 	KeepAliveConnections int
