@@ -15,6 +15,8 @@
 #   tunnel, TLS (h2):  h2load -c10 -m10 --connect-to 127.0.0.1:HTTPS_PORT
 #                        https://app.perf.test:HTTPS_PORT/PATH
 #                      (SNI and :authority app.perf.test; ALPN h2)
+#   tunnel, h2c, -m100: the same with 1000 streams in flight, ten times
+#                      the connector's idle origin connections (100)
 #   direct, HTTP/1.1:  h2load --h1 -c10 -m1 http://ORIGIN/PATH (the origin
 #                      speaks HTTP/1.1 only), and with -m10 (10 requests
 #                      pipelined per connection: as many in flight as the
@@ -41,7 +43,7 @@ fi
 DURATION=${DURATION:-10}; REPEAT=${REPEAT:-3}; WARMUP=${WARMUP:-1}; H2N=${H2N:-200000}
 BODIES=(/hello /bytes/65536 /bytes/1048576)
 H2_BODIES=(/hello /bytes/65536)
-H2_MODES=(direct-h1 direct-h1p h2c h2tls)
+H2_MODES=(direct-h1 direct-h1p h2c h2tls h2c-m100)
 CONNS=(50 1)
 HOST=app.perf.test
 
@@ -252,6 +254,7 @@ h2run() {
     direct-h1p) args=(--h1 -c 10 -m 10 "$direct_url$body") ;;
     h2c) args=(-c 10 -m 10 --connect-to "127.0.0.1:$hport" "http://$HOST:$hport$body") ;;
     h2tls) args=(-c 10 -m 10 --connect-to "127.0.0.1:$sport" "https://$HOST:$sport$body") ;;
+    h2c-m100) args=(-c 10 -m 100 --connect-to "127.0.0.1:$hport" "http://$HOST:$hport$body") ;;
   esac
   snap "$work/snap0"; e0=$(cpu_ticks "$epid"); c0=$(cpu_ticks "$cpid"); w0=$(date +%s%N)
   timeout $((30 + n / 2000)) h2load -n "$n" "${args[@]}" >"$out" 2>&1 || echo "h2load exited $? ($out)" >>"$out"
@@ -292,7 +295,7 @@ for body in "${H2_BODIES[@]}"; do
   for rep in $(seq "$REPEAT"); do
     # Alternate which goes first.
     order=("${H2_MODES[@]}")
-    [ $((rep % 2)) = 0 ] && order=(h2tls h2c direct-h1p direct-h1)
+    [ $((rep % 2)) = 0 ] && order=(h2c-m100 h2tls h2c direct-h1p direct-h1)
     for mode in "${order[@]}"; do h2run "$mode" "$body" "$n" "$rep"; done
   done
 done
@@ -395,6 +398,7 @@ h2label() {
     direct-h1p) echo "direct, HTTP/1.1 pipelined | --h1 -c10 -m10" ;;
     h2c) echo "tunnel, h2c (plain port) | -c10 -m10" ;;
     h2tls) echo "tunnel, h2 over TLS (ALPN) | -c10 -m10" ;;
+    h2c-m100) echo "tunnel, h2c, 1000 streams in flight | -c10 -m100" ;;
   esac
 }
 echo "HTTP/2 visitors (h2load -t1; $H2N requests a run for /hello, $((H2N / 5)) for /bytes/65536; medians of $REPEAT):"
