@@ -231,35 +231,43 @@ func BenchmarkEngine(b *testing.B) {
 			}
 		}
 	})
-	b.Run("Bulk1M/tcpcopy", func(b *testing.B) {
-		cc, sc := loopbackPair(b)
-		defer cc.Close()
-		go func() {
-			defer sc.Close()
-			req := make([]byte, 1)
-			for {
-				if _, err := io.ReadFull(sc, req); err != nil {
+	b.Run("Bulk1M/tcpcopy", func(b *testing.B) { tcpCopy(b, -1, -1) })
+}
+
+// tcpCopy sends bulk over a bare loopback TCP connection per op: one byte
+// asks, 1 MiB comes back in 64 KiB writes and is read in 64 KiB reads. The
+// writer's and the reader's threads run on the CPUs given (-1: wherever the
+// scheduler puts them).
+func tcpCopy(b *testing.B, writerCPU, readerCPU int) {
+	cc, sc := loopbackPair(b)
+	defer cc.Close()
+	go func() {
+		defer sc.Close()
+		defer pinThread(b, writerCPU)()
+		req := make([]byte, 1)
+		for {
+			if _, err := io.ReadFull(sc, req); err != nil {
+				return
+			}
+			for off := 0; off < len(bulk); off += 64 << 10 {
+				if _, err := sc.Write(bulk[off : off+64<<10]); err != nil {
 					return
 				}
-				for off := 0; off < len(bulk); off += 64 << 10 {
-					if _, err := sc.Write(bulk[off : off+64<<10]); err != nil {
-						return
-					}
-				}
-			}
-		}()
-		buf := make([]byte, 64<<10)
-		b.ReportAllocs()
-		b.SetBytes(1 << 20)
-		for b.Loop() {
-			cc.Write([]byte{1})
-			for n := 0; n < 1<<20; {
-				m, err := cc.Read(buf)
-				if err != nil {
-					b.Fatal(err)
-				}
-				n += m
 			}
 		}
-	})
+	}()
+	defer pinThread(b, readerCPU)()
+	buf := make([]byte, 64<<10)
+	b.ReportAllocs()
+	b.SetBytes(1 << 20)
+	for b.Loop() {
+		cc.Write([]byte{1})
+		for n := 0; n < 1<<20; {
+			m, err := cc.Read(buf)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += m
+		}
+	}
 }
