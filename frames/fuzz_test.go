@@ -3,9 +3,11 @@ package frames
 import (
 	"bytes"
 	"errors"
+	"github.com/culvert-tunnel/culvert/bufpool"
 	"io"
 	"reflect"
 	"testing"
+	"testing/iotest"
 
 	"golang.org/x/net/http2"
 )
@@ -112,13 +114,41 @@ func FuzzReader(f *testing.F) {
 	f.Add(raw(FrameData, FlagDataPadded, 1, []byte{3, 'a', 0, 0, 0}), false)
 	f.Add(raw(FrameSettings, 0, 0, cat(setting(SettingMaxFrameSize, 1<<20), setting(0x77, 5))), false)
 	f.Fuzz(func(t *testing.T, in []byte, assemble bool) {
-		// Assembled reads must not panic either.
-		ar := NewReader(bytes.NewReader(in))
+		// Assembled reads must not panic either. DATA is retained by
+		// reference (within a share limit of 2) and must read back intact
+		// after the Reader has moved on (poisoning shows reused bytes).
+		ar := NewReader(iotest.HalfReader(bytes.NewReader(in)))
 		ar.SetAssembleHeaderBlocks(assemble)
+		ar.SetShareLimit(2)
+		ar.SetDebugPoison(true)
+		type held struct {
+			ref        *bufpool.Buf
+			start, end int
+			want       []byte
+		}
+		var hs []held
 		for range 10000 {
-			if _, err := ar.ReadFrame(); err != nil && !errors.As(err, new(StreamError)) {
+			f, err := ar.ReadFrame()
+			if err != nil && !errors.As(err, new(StreamError)) {
 				break
 			}
+			if df, ok := f.(*DataFrame); ok {
+				if ref, a, b, ok := ar.RetainData(); ok {
+					if !bytes.Equal(ref.B[a:b], df.Data()) {
+						t.Fatal("RetainData: retained bytes differ from the frame's data")
+					}
+					hs = append(hs, held{ref, a, b, bytes.Clone(df.Data())})
+				}
+			}
+		}
+		for _, h := range hs {
+			if !bytes.Equal(h.ref.B[h.start:h.end], h.want) {
+				t.Fatal("retained DATA changed after the Reader moved on")
+			}
+			bufpool.Put(h.ref)
+		}
+		if n := ar.SharedBuffers(); n > 2 {
+			t.Fatalf("%d buffers shared, limit 2", n)
 		}
 
 		all, _ := readNorms(in, DefaultMaxFrameSize)
