@@ -534,7 +534,14 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 // ReadFromSource is ReadFrom for a proxy, which answers differently when
 // its source failed (readErr: r's error other than io.EOF) and when the
 // stream did (streamErr: reset, closed, connection gone).
+//
+// When r is another Stream (a proxy relaying one connection's stream to
+// another's), its received chunks move to this stream's send queue as they
+// are: the body is not copied.
 func (s *Stream) ReadFromSource(r io.Reader) (n int64, readErr, streamErr error) {
+	if src, ok := r.(*Stream); ok && src != s {
+		return s.moveFrom(src)
+	}
 	c := s.c
 	var total int64
 	for {
@@ -581,6 +588,89 @@ func (s *Stream) ReadFromSource(r io.Reader) (n int64, readErr, streamErr error)
 			return total, rerr, nil
 		}
 	}
+}
+
+// moveFrom is ReadFromSource from another Stream: whole received chunks
+// of src go to s's send queue, up to the room SendBuffer leaves. The two
+// connections' locks are never held together.
+func (s *Stream) moveFrom(src *Stream) (total int64, readErr, streamErr error) {
+	c := s.c
+	var arr [16]chunk
+	for {
+		c.mu.Lock()
+		for {
+			if err := s.sendOpenLocked(); err != nil {
+				c.mu.Unlock()
+				return total, nil, err
+			}
+			if c.cfg.SendBuffer-s.sq.n > 0 {
+				break
+			}
+			s.writeWait.Wait()
+		}
+		room := c.cfg.SendBuffer - s.sq.n
+		c.mu.Unlock()
+
+		moved, n, rerr := src.takeChunks(arr[:0], room)
+		if n > 0 {
+			c.mu.Lock()
+			if err := s.sendOpenLocked(); err != nil {
+				c.mu.Unlock()
+				for _, ch := range moved {
+					bufpool.Put(ch.b)
+				}
+				clear(moved)
+				return total, nil, err
+			}
+			s.sq.q = append(s.sq.q, moved...)
+			s.sq.n += n
+			c.queueStreamLocked(s)
+			c.mu.Unlock()
+			clear(moved)
+			total += int64(n)
+		}
+		switch {
+		case rerr == io.EOF:
+			return total, nil, nil
+		case rerr != nil:
+			return total, rerr, nil
+		}
+	}
+}
+
+// takeChunks waits for received body bytes and moves whole chunks of them
+// to dst: at least one, then more while they fit in limit bytes. It returns
+// the bytes moved (their flow-control credit goes back to the peer, as
+// Read's does), and io.EOF once the body has ended or the error that ended
+// the stream.
+func (s *Stream) takeChunks(dst []chunk, limit int) ([]chunk, int, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s.rbuf.n == 0 {
+		switch {
+		case s.err != nil:
+			return dst, 0, s.err
+		case s.recvEnd:
+			return dst, 0, io.EOF
+		case s.readClosed:
+			return dst, 0, ErrReadClosed
+		}
+		s.readWait.Wait()
+	}
+	n := 0
+	for !s.rbuf.empty() {
+		f := s.rbuf.front()
+		if n > 0 && n+f.w-f.r > limit {
+			break
+		}
+		ch := s.rbuf.take()
+		n += ch.w - ch.r
+		dst = append(dst, ch)
+	}
+	c.returnConnCreditLocked(n)
+	s.returnCreditLocked(n)
+	return dst, n, nil
 }
 
 // sendOpenLocked reports why the send side takes no more body: the stream
