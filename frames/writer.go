@@ -54,12 +54,20 @@ type segment struct {
 	ext []byte
 }
 
+// VectoredWriter is a destination that writes several buffers with one
+// call (writev), as *net.TCPConn does. A wrapper around a connection that
+// adds nothing on the write side implements it (b.WriteTo on the wrapped
+// connection) so that zero-copy DATA frames stay zero-copy.
+type VectoredWriter interface {
+	WriteBuffers(b *net.Buffers) (int64, error)
+}
+
 // NewWriter returns a Writer for dst with the peer's SETTINGS_MAX_FRAME_SIZE
 // at its initial 16384.
 func NewWriter(dst io.Writer) *Writer {
 	w := &Writer{dst: dst, maxFrameSize: DefaultMaxFrameSize, maxBatch: DefaultMaxBatch}
 	switch dst.(type) {
-	case *net.TCPConn, *net.UnixConn:
+	case *net.TCPConn, *net.UnixConn, VectoredWriter:
 		w.vectored = true
 	}
 	return w
@@ -124,7 +132,11 @@ func (w *Writer) Flush() error {
 		// the backing array for the next flush.
 		tmp := &w.iov
 		saved := *tmp
-		_, err = tmp.WriteTo(w.dst)
+		if vw, ok := w.dst.(VectoredWriter); ok {
+			_, err = vw.WriteBuffers(tmp)
+		} else {
+			_, err = tmp.WriteTo(w.dst)
+		}
 		w.iov = saved[:0]
 		clear(w.segs)
 		w.segs = w.segs[:0]

@@ -203,6 +203,58 @@ func TestWriter_ReservedOnNonVectoredCopies(t *testing.T) {
 	}
 }
 
+// vectoredBuffer is a VectoredWriter over a bytes.Buffer that counts the
+// calls of each kind.
+type vectoredBuffer struct {
+	bytes.Buffer
+	vectored, plain int
+}
+
+func (v *vectoredBuffer) WriteBuffers(b *net.Buffers) (int64, error) {
+	v.vectored++
+	var n int64
+	for _, p := range *b {
+		m, _ := v.Buffer.Write(p)
+		n += int64(m)
+	}
+	*b = (*b)[len(*b):]
+	return n, nil
+}
+
+func (v *vectoredBuffer) Write(p []byte) (int, error) {
+	v.plain++
+	return v.Buffer.Write(p)
+}
+
+// TestWriter_VectoredWrapper: a destination that implements VectoredWriter
+// (a wrapper around a connection) gets zero-copy frames in place, in one
+// WriteBuffers call per batch.
+func TestWriter_VectoredWrapper(t *testing.T) {
+	var v vectoredBuffer
+	w := NewWriter(&v)
+	if !w.Vectored() {
+		t.Fatal("a VectoredWriter should count as vectored")
+	}
+	frame := append(make([]byte, HeaderLen), bytes.Repeat([]byte("v"), 16384)...)
+	w.WritePing(false, [8]byte{2})
+	if err := w.WriteDataReserved(5, true, frame); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.segs) != 1 || &w.segs[0].ext[0] != &frame[0] {
+		t.Fatal("reserved frame copied into the batch")
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if v.vectored != 1 || v.plain != 0 {
+		t.Fatalf("Flush made %d WriteBuffers and %d Write calls, want 1 and 0", v.vectored, v.plain)
+	}
+	got := readAllOurs(t, v.Bytes(), DefaultMaxFrameSize)
+	if len(got) != 2 || got[0].Type != FramePing || got[1].Payload != string(frame[HeaderLen:]) {
+		t.Fatalf("frames read back damaged: %d frames", len(got))
+	}
+}
+
 func TestWriter_HeaderBlockSplitsByPeerMaxFrameSize(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)

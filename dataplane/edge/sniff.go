@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"errors"
+	"github.com/culvert-tunnel/culvert/frames"
 	"net"
 	"sync"
 	"time"
@@ -291,6 +292,13 @@ func (c *sniffedConn) CloseWrite() error {
 	}
 	return errors.ErrUnsupported
 }
+
+// WriteBuffers writes b with one vectored write on the connection when it
+// takes them (a TCP connection does): the HTTP/2 engine's zero-copy DATA
+// frames stay zero-copy through the sniffing wrapper.
+func (c *sniffedConn) WriteBuffers(b *net.Buffers) (int64, error) { return b.WriteTo(c.Conn) }
+
+var _ frames.VectoredWriter = (*sniffedConn)(nil)
 
 // Read returns the replayed bytes first, then reads from the connection.
 func (c *sniffedConn) Read(p []byte) (int, error) {
