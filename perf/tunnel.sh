@@ -94,8 +94,10 @@ others() {
 }
 kib() { awk -v k="$2" '$1==k":"{print $2}' "/proc/$1/status"; }
 
-# free_port prints a TCP port that nothing on this machine uses and that
-# this script has not handed out yet.
+# free_port VAR sets VAR to a TCP port that nothing on this machine uses
+# and that this script has not handed out yet. (It assigns instead of
+# printing: in a $(...) subshell the record of ports handed out would be
+# lost, and two calls could return the same port.)
 given=" "
 free_port() {
   local used p hex
@@ -105,7 +107,7 @@ free_port() {
     hex=$(printf '%04X' "$p")
     case " $used $given" in *" $hex "*|*" $p "*) continue ;; esac
     given="$given$p "
-    echo "$p"; return
+    printf -v "$1" '%s' "$p"; return
   done
   die "no free port"
 }
@@ -128,7 +130,7 @@ for _ in $(seq 50); do [ -s "$work/origin.out" ] && break; sleep 0.1; done
 oaddr=$(head -1 "$work/origin.out")
 [ -n "$oaddr" ] || die "origin did not start: $(cat "$work/origin.log")"
 
-tport=$(free_port); hport=$(free_port); sport=$(free_port); aport=$(free_port); emport=$(free_port); cmport=$(free_port)
+free_port tport; free_port hport; free_port sport; free_port aport; free_port emport; free_port cmport
 "$work/culvert" edge --data-dir "$work/edge" --loglevel warn --grace-period 1s \
   --tunnel-addr "127.0.0.1:$tport" --http-addr "127.0.0.1:$hport" \
   --api-addr "127.0.0.1:$aport" --https-addr "127.0.0.1:$sport" --metrics "127.0.0.1:$emport" 2>"$work/edge.log" &
