@@ -38,6 +38,10 @@ type chunkBuf = bufpool.Buf
 // chunk is a pooled buffer with pending bytes [r, w). A shared chunk is a
 // reference to the frame reader's buffer (see frames.Reader.RetainData):
 // its bytes after w belong to someone else, so nothing is appended to it.
+// The frames.HeaderLen bytes in front of its data held that DATA frame's
+// own header, which nobody reads again: a shared chunk moved to a send
+// queue (ReadFromSource from a Stream) may be written as a frame in place
+// over them, like any chunk that starts at frames.HeaderLen.
 type chunk struct {
 	b      *chunkBuf
 	r, w   int
