@@ -420,6 +420,21 @@ func (s *Stream) ReadHeaders(ctx context.Context) (*HeaderList, error) {
 // io.EOF.
 func (s *Stream) Trailers() *HeaderList { return &s.trailers }
 
+// recvDoneLocked reports why no more body bytes will come once the queue is
+// empty: the stream's error, io.EOF after END_STREAM, or ErrReadClosed;
+// nil while more may arrive.
+func (s *Stream) recvDoneLocked() error {
+	switch {
+	case s.err != nil:
+		return s.err
+	case s.recvEnd:
+		return io.EOF
+	case s.readClosed:
+		return ErrReadClosed
+	}
+	return nil
+}
+
 // Read reads body bytes. It returns io.EOF after END_STREAM and the reset
 // or connection error if the stream ended abnormally.
 func (s *Stream) Read(p []byte) (int, error) {
@@ -427,14 +442,8 @@ func (s *Stream) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for s.rbuf.n == 0 {
-		if s.err != nil {
-			return 0, s.err
-		}
-		if s.recvEnd {
-			return 0, io.EOF
-		}
-		if s.readClosed {
-			return 0, ErrReadClosed
+		if err := s.recvDoneLocked(); err != nil {
+			return 0, err
 		}
 		if len(p) == 0 {
 			return 0, nil
@@ -550,15 +559,9 @@ func (s *Stream) ReadFromSource(r io.Reader) (n int64, readErr, streamErr error)
 	var total int64
 	for {
 		c.mu.Lock()
-		for {
-			if err := s.sendOpenLocked(); err != nil {
-				c.mu.Unlock()
-				return total, nil, err
-			}
-			if c.cfg.SendBuffer-s.sq.n > 0 {
-				break
-			}
-			s.writeWait.Wait()
+		if _, err := s.waitRoomLocked(); err != nil {
+			c.mu.Unlock()
+			return total, nil, err
 		}
 		payload := min(int(c.peer.maxFrameSize), maxChunkPayload)
 		c.mu.Unlock()
@@ -594,6 +597,21 @@ func (s *Stream) ReadFromSource(r io.Reader) (n int64, readErr, streamErr error)
 	}
 }
 
+// waitRoomLocked waits until the send queue has room under SendBuffer and
+// returns it, or the reason the send side takes no more body.
+func (s *Stream) waitRoomLocked() (int, error) {
+	c := s.c
+	for {
+		if err := s.sendOpenLocked(); err != nil {
+			return 0, err
+		}
+		if room := c.cfg.SendBuffer - s.sq.n; room > 0 {
+			return room, nil
+		}
+		s.writeWait.Wait()
+	}
+}
+
 // moveFrom is ReadFromSource from another Stream: whole received chunks
 // of src go to s's send queue, up to the room SendBuffer leaves. The two
 // connections' locks are never held together.
@@ -602,17 +620,11 @@ func (s *Stream) moveFrom(src *Stream) (total int64, readErr, streamErr error) {
 	var arr [16]chunk
 	for {
 		c.mu.Lock()
-		for {
-			if err := s.sendOpenLocked(); err != nil {
-				c.mu.Unlock()
-				return total, nil, err
-			}
-			if c.cfg.SendBuffer-s.sq.n > 0 {
-				break
-			}
-			s.writeWait.Wait()
+		room, err := s.waitRoomLocked()
+		if err != nil {
+			c.mu.Unlock()
+			return total, nil, err
 		}
-		room := c.cfg.SendBuffer - s.sq.n
 		c.mu.Unlock()
 
 		moved, n, rerr := src.takeChunks(arr[:0], room)
@@ -652,13 +664,8 @@ func (s *Stream) takeChunks(dst []chunk, limit int) ([]chunk, int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for s.rbuf.n == 0 {
-		switch {
-		case s.err != nil:
-			return dst, 0, s.err
-		case s.recvEnd:
-			return dst, 0, io.EOF
-		case s.readClosed:
-			return dst, 0, ErrReadClosed
+		if err := s.recvDoneLocked(); err != nil {
+			return dst, 0, err
 		}
 		s.readWait.Wait()
 	}

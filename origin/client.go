@@ -477,7 +477,13 @@ func (c *Client) releaseConn(h connHandle) {
 		c.hc.CloseIdleConnections() // Close ran meanwhile
 		return
 	}
-	if c.hc.IdleConnsCount() > c.maxIdle && c.trimming.CompareAndSwap(false, true) {
+	c.scheduleTrim()
+}
+
+// scheduleTrim arranges a trim trimAfter from now when the idle pool is
+// above maxIdle and none is scheduled yet.
+func (c *Client) scheduleTrim() {
+	if !c.closed.Load() && c.hc.IdleConnsCount() > c.maxIdle && c.trimming.CompareAndSwap(false, true) {
 		time.AfterFunc(trimAfter, c.trim)
 	}
 }
@@ -500,9 +506,7 @@ func (c *Client) trim() {
 		hcClose(c.hc, cc)
 	}
 	c.trimming.Store(false)
-	if !c.closed.Load() && c.hc.IdleConnsCount() > c.maxIdle && c.trimming.CompareAndSwap(false, true) {
-		time.AfterFunc(trimAfter, c.trim) // released again meanwhile
-	}
+	c.scheduleTrim() // released again meanwhile
 }
 
 func (c *Client) closeConn(h connHandle) { hcClose(c.hc, handleOf(hcClose, h)) }
