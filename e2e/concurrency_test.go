@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/culvert-tunnel/culvert/origin"
 )
 
 // TestConcurrentRequestsOneConnection sends 1000 requests at once over a
@@ -16,7 +18,18 @@ import (
 // /headers with a unique header. Every request succeeds and gets back
 // exactly its own value: no answer crosses to another request.
 func TestConcurrentRequestsOneConnection(t *testing.T) {
-	tn := startTunnel(t, connOptions{})
+	concurrentRequests(t, connOptions{})
+}
+
+// TestConcurrentRequestsPipelined is the same with the connector pipelining
+// the GETs to the origin (--proxy-pipeline-depth 8), the POSTs going on
+// connections of their own between them.
+func TestConcurrentRequestsPipelined(t *testing.T) {
+	concurrentRequests(t, connOptions{origin: func(c *origin.Config) { c.PipelineDepth = 8 }})
+}
+
+func concurrentRequests(t *testing.T, opts connOptions) {
+	tn := startTunnel(t, opts)
 	if got := tn.edge.e.Connections(); got != 1 {
 		t.Fatalf("edge has %d tunnel connections, want 1", got)
 	}

@@ -43,6 +43,7 @@ type Client struct {
 	responseTimeout time.Duration // 0: none
 	maxIdle         int           // 0: keep no idle connection
 
+	pipe      *pipeline // nil unless Config.PipelineDepth > 1
 	exchanges sync.Pool // *exchange
 	closed    atomic.Bool
 	trimming  atomic.Bool // a trim of the idle pool is scheduled
@@ -99,6 +100,9 @@ func New(cfg Config) (*Client, error) {
 		DisablePathNormalizing:   true,
 	}
 	c.exchanges.New = func() any { return &exchange{c: c} }
+	if cfg.PipelineDepth > 1 {
+		c.pipe = newPipeline(c, cfg.PipelineDepth)
+	}
 	return c, nil
 }
 
@@ -196,6 +200,16 @@ func (c *Client) Close() {
 // on a reused connection before any answer byte is retried on another
 // connection, up to 3 attempts, when that is safe: nothing of it was
 // written, or it is a GET, HEAD, OPTIONS or TRACE without a body stream.
+//
+// # Pipelining
+//
+// With Config.PipelineDepth above 1, a GET or HEAD without a body (and
+// without Connection: close or Upgrade) may be written on a connection that
+// still has answers to come (HTTP/1.1 pipelining), up to PipelineDepth in
+// flight on one connection; everything above holds for it, and in
+// addition a pipelined request whose connection breaks, closes or stalls
+// behind a streamed answer before its own answer starts is sent again on
+// another connection (up to the same 3 attempts). See Config.PipelineDepth.
 func (c *Client) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
 	if c.closed.Load() {
 		return errClosed
@@ -208,17 +222,29 @@ func (c *Client) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
 	req.Header.SetNoDefaultContentType(true)
 	skipBody := resp.SkipBody
 	replayable := !req.IsBodyStream() && isReplayable(&req.Header)
+	pipelined := c.pipe != nil && pipelinable(req)
 	for attempt := 1; ; attempt++ {
 		resp.Reset()
 		resp.SkipBody = skipBody
 		resp.Header.SetNoDefaultContentType(true)
-		r, err := c.roundTrip(req, resp)
+		var (
+			r   retry
+			err error
+		)
+		if pipelined {
+			r, err = c.pipe.roundTrip(req, resp)
+		} else {
+			r, err = c.roundTrip(req, resp)
+		}
 		if err == nil {
 			return nil
 		}
 		if attempt >= maxAttempts || !(r == retrySafe || r == retryIdempotent && replayable) {
 			return err
 		}
+		// Sent again on a connection of its own: never twice behind
+		// another answer.
+		pipelined = false
 	}
 }
 
@@ -333,19 +359,9 @@ func (c *Client) roundTrip(req *fasthttp.Request, resp *fasthttp.Response) (retr
 		}
 		return retryNo, fmt.Errorf("origin: reading the response head: %w", err)
 	}
-	keep = keep && !resp.Header.ConnectionClose()
-
 	// The body.
-	status := resp.Header.StatusCode()
-	cl := resp.Header.ContentLength()
-	switch {
-	case status == fasthttp.StatusSwitchingProtocols:
-		keep = false
-		cl = 0
-	case resp.SkipBody || isHead || status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified:
-		resp.SkipBody = true
-		cl = 0
-	}
+	cl, reusable := bodyFraming(resp, isHead)
+	keep = keep && reusable
 	if cl >= 0 && cl <= br.Buffered() {
 		// The whole body came with the head.
 		if cl > 0 {
@@ -424,6 +440,25 @@ func writeRequest(bw *bufio.Writer, req *fasthttp.Request) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// bodyFraming returns the length of the body that follows resp's head: its
+// Content-Length, -1 for chunked, -2 for a body delimited by the close, 0
+// when the answer has none (HEAD, 1xx, 204, 304, or resp.SkipBody, which it
+// then sets). reusable is false when the connection cannot carry another
+// exchange after it (Connection: close, or a 101).
+func bodyFraming(resp *fasthttp.Response, isHead bool) (cl int, reusable bool) {
+	reusable = !resp.Header.ConnectionClose()
+	status := resp.Header.StatusCode()
+	cl = resp.Header.ContentLength()
+	switch {
+	case status == fasthttp.StatusSwitchingProtocols:
+		return 0, false
+	case resp.SkipBody || isHead || status < 200 || status == fasthttp.StatusNoContent || status == fasthttp.StatusNotModified:
+		resp.SkipBody = true
+		return 0, reusable
+	}
+	return cl, reusable
 }
 
 // readHead reads the final response head, skipping informational ones

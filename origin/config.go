@@ -82,6 +82,24 @@ type Config struct {
 	// (--http-host-header). Otherwise the visitor's Host is sent as is.
 	HostHeader string
 
+	// PipelineDepth, above 1, turns on HTTP/1.1 pipelining for GET and HEAD
+	// requests without a body (--proxy-pipeline-depth): up to this many
+	// are in flight on one connection, written in batches and answered in
+	// order. A request goes to the pipelined connection with the fewest in
+	// flight, and a new connection is opened only when all have
+	// PipelineDepth, so under load the origin sees few connections each
+	// carrying a batch of requests: both sides make one system call per
+	// batch instead of one per request. The price is head-of-line
+	// blocking: an answer waits for those before it on its connection.
+	// Bodies up to 16 KiB are read at once; behind a larger or open-ended
+	// one (a download, server-sent events) the connection takes no new
+	// requests, and those already queued are sent again on another
+	// connection after 250ms. Other requests (POST, uploads, upgrades) use
+	// a connection each, as without pipelining. Use it for origins that
+	// answer quickly and implement pipelining (nginx, Apache, Go net/http,
+	// Node.js, fasthttp all do); default 0, off.
+	PipelineDepth int
+
 	// MaxConnsPerHost bounds the connections to the origin, busy and idle.
 	// A request finding all of them busy waits up to ConnectTimeout for one
 	// and then fails with ErrTimeout. Every streamed response (a download,

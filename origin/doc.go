@@ -44,4 +44,12 @@
 // caller closes it (resp.CloseBodyStream, or ReleaseResponse/Reset which do
 // that). Until then the caller must keep req alive and unchanged (its body
 // stream may still be read) and must not hand resp to another Do. See Do.
+//
+// # Pipelining
+//
+// With Config.PipelineDepth above 1, GET and HEAD requests without a body
+// are pipelined (pipeline.go): several go out in one write on a connection
+// borrowed from the pool while it has answers to come, and their answers
+// are read in order, each by its own caller. Off by default: it trades
+// head-of-line blocking for far fewer system calls on both sides.
 package origin

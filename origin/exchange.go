@@ -44,6 +44,7 @@ type exchange struct {
 	c  *Client
 	h  connHandle
 	oc *originConn
+	pc *pipeConn // a pipelined connection's turn: ending the body ends it
 
 	// request body
 	req     *fasthttp.Request
@@ -323,6 +324,18 @@ func (x *exchange) bodyDone(clean bool) {
 			ok = false
 		}
 	}
+	if pc := x.pc; pc != nil {
+		// Bytes past the response are the next answers; the pipeline owns
+		// the reader and the connection.
+		if x.rs != nil {
+			_ = x.frame.CloseBodyStream()
+			x.rs = nil
+		}
+		x.br = nil
+		x.recycle()
+		x.c.pipe.endTurn(pc, ok)
+		return
+	}
 	if ok && x.br.Buffered() != 0 {
 		ok = false // bytes past the response
 	}
@@ -345,13 +358,18 @@ func (x *exchange) finish(keep bool) {
 	x.mu.Lock()
 	keep = keep && !x.aborted && x.sendErr == nil
 	x.mu.Unlock()
-	c := x.c
 	if keep {
-		c.releaseConn(x.h)
+		x.c.releaseConn(x.h)
 	} else {
-		c.closeConn(x.h)
+		x.c.closeConn(x.h)
 	}
-	x.h, x.oc, x.req, x.src, x.srcLen, x.sent = nil, nil, nil, nil, 0, nil
+	x.recycle()
+}
+
+// recycle clears the exchange and returns it to its Client's pool.
+func (x *exchange) recycle() {
+	c := x.c
+	x.h, x.oc, x.pc, x.req, x.src, x.srcLen, x.sent = nil, nil, nil, nil, nil, 0, nil
 	x.started, x.aborted = false, false
 	x.lastWrite.Store(false)
 	x.headDone, x.sendDone, x.sendErr = false, false, nil

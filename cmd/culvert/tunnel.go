@@ -54,6 +54,7 @@ func (o *tunnelOptions) register(fs *pflag.FlagSet) {
 	fs.IntVar(&o.pingMisses, "heartbeat-count", 5, "drop the connection after this many heartbeat intervals without an answer")
 	fs.DurationVar(&o.origin.ConnectTimeout, "proxy-connect-timeout", 30*time.Second, "origin connect timeout")
 	fs.IntVar(&o.origin.KeepAliveConnections, "proxy-keepalive-connections", 100, "idle origin connections kept (more may stay idle for a second after a burst; negative: none)")
+	fs.IntVar(&o.origin.PipelineDepth, "proxy-pipeline-depth", 0, "pipeline up to this many GET/HEAD requests on one origin connection (HTTP/1.1 pipelining; 0: off)")
 	fs.DurationVar(&o.origin.KeepAliveTimeout, "proxy-keepalive-timeout", 90*time.Second, "how long an idle origin connection is kept")
 	fs.DurationVar(&o.origin.ResponseTimeout, "proxy-response-timeout", 90*time.Second, "time to the origin's response headers (504 beyond)")
 	fs.StringVar(&o.origin.CAPoolFile, "origin-ca-pool", "", "PEM file of CAs trusted for an https origin, beside the system pool")
