@@ -45,6 +45,12 @@ func statusBytes(code int) []byte {
 
 // serveHTTP forwards one request stream to the origin and streams the
 // answer back. It owns req and resp until it returns.
+//
+// Its frame is on the goroutine's stack while the origin's answer is read
+// and parsed, the deepest point of a request: the error answers and the
+// relay of the response live in functions of their own, so that a fresh
+// handler goroutine seldom has to grow its stack there, where growing
+// means copying every frame below.
 func (cn *conn) serveHTTP(s *dataplane.Stream) {
 	m := cn.c.metrics
 	start := time.Now()
@@ -66,8 +72,7 @@ func (cn *conn) serveHTTP(s *dataplane.Stream) {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 
-	h := s.Headers()
-	if !buildOriginRequest(req, h) {
+	if !buildOriginRequest(req, s.Headers()) {
 		m.errBadRequest.Inc()
 		writeGenerated(s, 400, tunnel.ErrorBadRequest, "culvert: malformed request on the tunnel\n")
 		return
@@ -77,30 +82,46 @@ func (cn *conn) serveHTTP(s *dataplane.Stream) {
 		body.s = s
 	}
 	resp.Header.SetNoDefaultContentType(true)
-	err := cn.c.origin.Do(req, resp)
-	if err != nil {
-		s.CloseRead()
-		switch {
-		case errors.Is(err, origin.ErrTimeout):
-			m.errTimeout.Inc()
-			writeGenerated(s, 504, tunnel.ErrorOriginTimeout, "culvert: the origin did not answer in time\n")
-		case errors.Is(err, origin.ErrUnreachable):
-			m.errUnreachable.Inc()
-			writeGenerated(s, 502, tunnel.ErrorOriginUnreachable, "culvert: the origin is unreachable\n")
-		default:
-			if body != nil && body.err != nil {
-				// The visitor's upload broke: nothing to answer.
-				m.errVisitor.Inc()
-				s.Reset(frames.ErrCodeCancel)
-				return
-			}
-			m.errOrigin.Inc()
-			writeGenerated(s, 502, tunnel.ErrorOrigin, "culvert: the origin broke the exchange\n")
-		}
-		cn.c.logger.Debug("origin request failed", "err", err, "path", string(req.RequestURI()))
-		m.observe(start, 0)
+	if err := cn.c.origin.Do(req, resp); err != nil {
+		cn.originFailed(s, req, body, err, start)
 		return
 	}
+	cn.relayResponse(s, req, resp, start)
+}
+
+// originFailed answers a request whose round trip to the origin failed.
+//
+//go:noinline
+func (cn *conn) originFailed(s *dataplane.Stream, req *fasthttp.Request, body *bodyReader, err error, start time.Time) {
+	m := cn.c.metrics
+	s.CloseRead()
+	switch {
+	case errors.Is(err, origin.ErrTimeout):
+		m.errTimeout.Inc()
+		writeGenerated(s, 504, tunnel.ErrorOriginTimeout, "culvert: the origin did not answer in time\n")
+	case errors.Is(err, origin.ErrUnreachable):
+		m.errUnreachable.Inc()
+		writeGenerated(s, 502, tunnel.ErrorOriginUnreachable, "culvert: the origin is unreachable\n")
+	default:
+		if body != nil && body.err != nil {
+			// The visitor's upload broke: nothing to answer.
+			m.errVisitor.Inc()
+			s.Reset(frames.ErrCodeCancel)
+			return
+		}
+		m.errOrigin.Inc()
+		writeGenerated(s, 502, tunnel.ErrorOrigin, "culvert: the origin broke the exchange\n")
+	}
+	cn.c.logger.Debug("origin request failed", "err", err, "path", string(req.RequestURI()))
+	m.observe(start, 0)
+}
+
+// relayResponse sends the origin's answer down the stream: the head, then
+// the body (bytes, or the origin's stream as it arrives).
+//
+//go:noinline
+func (cn *conn) relayResponse(s *dataplane.Stream, req *fasthttp.Request, resp *fasthttp.Response, start time.Time) {
+	m := cn.c.metrics
 	status := resp.StatusCode()
 	m.status(status)
 
