@@ -13,6 +13,9 @@ type Config struct {
 	// Handler serves the streams the peer opens (server role). Nil refuses
 	// every peer-opened stream with REFUSED_STREAM.
 	Handler Handler
+	// Workers, when set, runs the handlers on reused goroutines (see
+	// Workers); nil starts a goroutine per stream.
+	Workers *Workers
 
 	// Settings this side advertises (§6.5.2).
 	MaxConcurrentStreams uint32 // default 256

@@ -891,7 +891,11 @@ func (c *Conn) onHeadersLocked(f *frames.HeadersFrame, decodeErr error) {
 		c.endRecvLocked(s)
 	}
 	c.handlers++
-	go c.runHandler(s)
+	if w := c.cfg.Workers; w != nil {
+		w.run(c, s)
+	} else {
+		go c.runHandler(s)
+	}
 }
 
 // refuseHeaderListLocked answers a request whose header list is over our

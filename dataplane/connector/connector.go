@@ -67,6 +67,7 @@ type Connector struct {
 	logger     *slog.Logger
 	origin     *origin.Client
 	metrics    *connMetrics
+	workers    dataplane.Workers // run the request handlers of every tunnel connection
 	registered atomic.Int32
 	cnameOnce  atomic.Bool
 
@@ -162,6 +163,7 @@ func (c *Connector) Run(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	c.workers.Close()
 	return err
 }
 
@@ -290,6 +292,7 @@ func (c *Connector) connectOnce(ctx context.Context, index int, addr string, att
 	cn := &conn{c: c, index: index, attempts: attempts, regCh: make(chan regResult, 1), drained: make(chan struct{})}
 	ecfg := tunnel.EngineConfig(c.cfg.PingInterval, c.cfg.PingMisses)
 	ecfg.Handler = cn
+	ecfg.Workers = &c.workers
 	ecfg.Logger = c.logger
 	dc := dataplane.NewServerConn(tc, &ecfg)
 	cn.dc = dc

@@ -98,6 +98,7 @@ type Edge struct {
 	listeners map[net.Listener]struct{}
 	pending   map[net.Conn]struct{}
 	h2conns   map[*dataplane.Conn]struct{} // HTTP/2 visitor connections
+	h2workers dataplane.Workers            // run the HTTP/2 visitors' stream handlers
 	closing   bool
 	wg        sync.WaitGroup
 }
@@ -362,6 +363,7 @@ func (e *Edge) Shutdown(ctx context.Context) error {
 	}
 	err := <-visitorsDone
 	<-h2Done
+	e.h2workers.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil // the visitor listeners were closed above
 	}

@@ -52,6 +52,7 @@ func (e *Edge) serveH2Visitor(nc net.Conn, isTLS bool) {
 	h := &h2Handler{e: e, scheme: scheme, remote: nc.RemoteAddr()}
 	dc := dataplane.NewServerConn(nc, &dataplane.Config{
 		Handler:               h,
+		Workers:               &e.h2workers,
 		EnableConnectProtocol: true,
 		MaxConcurrentStreams:  250,
 		MaxHeaderListSize:     uint32(e.cfg.MaxHeaderBytes),
