@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -138,15 +139,36 @@ func (p *proc) wait(d time.Duration) error {
 	}
 }
 
+// freePort returns a loopback address for a child process to listen on.
+// The port is below Linux's ephemeral range (32768 up): a port the kernel
+// handed out for 127.0.0.1:0 is also what the next outgoing connection of
+// any process may get, between the check here and the child's listen. No
+// port is handed out twice by this test binary.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if portsGiven[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsGiven[p] = true
+		return ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port between 20000 and 32000")
+	return ""
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 func get(t *testing.T, addr, host, path string) (int, string, http.Header) {
 	t.Helper()
