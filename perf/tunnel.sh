@@ -17,6 +17,9 @@
 #                      (SNI and :authority app.perf.test; ALPN h2)
 #   tunnel, h2c, -m100: the same with 1000 streams in flight, ten times
 #                      the connector's idle origin connections (100)
+#   tunnel, pipelined: h2c and TLS again, through a second connector (for
+#                      pipe.perf.test, same origin) that pipelines its GETs
+#                      to the origin (--proxy-pipeline-depth PIPE_DEPTH)
 #   direct, HTTP/1.1:  h2load --h1 -c10 -m1 http://ORIGIN/PATH (the origin
 #                      speaks HTTP/1.1 only), and with -m10 (10 requests
 #                      pipelined per connection: as many in flight as the
@@ -29,7 +32,7 @@
 # VmHWM (peak) at the end of the wrk runs, and after the h2load runs.
 #
 # Env: DURATION (seconds per run, 10), REPEAT (3), WARMUP (seconds, 1),
-# H2N (requests per h2load /hello run, 200000), QUICK=1 (DURATION=2
+# H2N (requests per h2load /hello run, 200000), PIPE_DEPTH (16), QUICK=1 (DURATION=2
 # REPEAT=1 H2N=20000: a smoke run), KEEP=1 (keep the work dir: logs, wrk
 # and h2load outputs, raw results). Needs wrk (Debian wrk) and h2load
 # (Debian nghttp2-client): installed if missing. Each wrk load is bounded
@@ -43,9 +46,11 @@ fi
 DURATION=${DURATION:-10}; REPEAT=${REPEAT:-3}; WARMUP=${WARMUP:-1}; H2N=${H2N:-200000}
 BODIES=(/hello /bytes/65536 /bytes/1048576)
 H2_BODIES=(/hello /bytes/65536)
-H2_MODES=(direct-h1 direct-h1p h2c h2tls h2c-m100)
+H2_MODES=(direct-h1 direct-h1p h2c h2tls h2c-m100 h2c-pipe h2tls-pipe)
 CONNS=(50 1)
 HOST=app.perf.test
+PIPE_HOST=pipe.perf.test
+PIPE_DEPTH=${PIPE_DEPTH:-16}
 
 sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
 command -v wrk >/dev/null || { $sudo apt-get install -y wrk >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y wrk >/dev/null; }; }
@@ -130,7 +135,7 @@ for _ in $(seq 50); do [ -s "$work/origin.out" ] && break; sleep 0.1; done
 oaddr=$(head -1 "$work/origin.out")
 [ -n "$oaddr" ] || die "origin did not start: $(cat "$work/origin.log")"
 
-free_port tport; free_port hport; free_port sport; free_port aport; free_port emport; free_port cmport
+free_port tport; free_port hport; free_port sport; free_port aport; free_port emport; free_port cmport; free_port pmport
 "$work/culvert" edge --data-dir "$work/edge" --loglevel warn --grace-period 1s \
   --tunnel-addr "127.0.0.1:$tport" --http-addr "127.0.0.1:$hport" \
   --api-addr "127.0.0.1:$aport" --https-addr "127.0.0.1:$sport" --metrics "127.0.0.1:$emport" 2>"$work/edge.log" &
@@ -147,6 +152,12 @@ timeout 30 "$work/culvert" edge zone create perf.test --data-dir "$work/edge" \
 cpid=$!; pids+=("$cpid")
 wait_for "http://127.0.0.1:$cmport/ready" 200 15 "$cpid" connector
 
+"$work/culvert" tunnel --hostname "$PIPE_HOST" --url "http://$oaddr" --origincert "$work/cert.pem" \
+  --edge "127.0.0.1:$tport" --metrics "127.0.0.1:$pmport" --loglevel warn --grace-period 1s \
+  --proxy-pipeline-depth "$PIPE_DEPTH" 2>"$work/connector-pipe.log" &
+ppid_=$!; pids+=("$ppid_")
+wait_for "http://127.0.0.1:$pmport/ready" 200 15 "$ppid_" connector-pipe
+
 idle_edge=$(kib "$epid" VmRSS); idle_conn=$(kib "$cpid" VmRSS)
 
 tunnel_url="http://127.0.0.1:$hport"
@@ -157,6 +168,9 @@ for b in "${BODIES[@]}"; do
   curl -sf --max-time 10 -H "Host: $HOST" -o "$work/tunnel.body" "$tunnel_url$b" ||
     die "tunnel $b failed; connector log: $(cat "$work/connector.log")"
   cmp -s "$work/direct.body" "$work/tunnel.body" || die "tunnel $b: body differs from the origin's"
+  curl -sf --max-time 10 -H "Host: $PIPE_HOST" -o "$work/tunnel.body" "$tunnel_url$b" ||
+    die "tunnel (pipelining connector) $b failed; its log: $(cat "$work/connector-pipe.log")"
+  cmp -s "$work/direct.body" "$work/tunnel.body" || die "tunnel (pipelining connector) $b: body differs from the origin's"
 done
 # And over HTTP/2, h2c on the plain port and h2 over TLS (certificates by
 # SNI; not verified here), when curl speaks HTTP/2.
@@ -257,12 +271,16 @@ h2run() {
     h2c) args=(-c 10 -m 10 --connect-to "127.0.0.1:$hport" "http://$HOST:$hport$body") ;;
     h2tls) args=(-c 10 -m 10 --connect-to "127.0.0.1:$sport" "https://$HOST:$sport$body") ;;
     h2c-m100) args=(-c 10 -m 100 --connect-to "127.0.0.1:$hport" "http://$HOST:$hport$body") ;;
+    h2c-pipe) args=(-c 10 -m 10 --connect-to "127.0.0.1:$hport" "http://$PIPE_HOST:$hport$body") ;;
+    h2tls-pipe) args=(-c 10 -m 10 --connect-to "127.0.0.1:$sport" "https://$PIPE_HOST:$sport$body") ;;
   esac
-  snap "$work/snap0"; e0=$(cpu_ticks "$epid"); c0=$(cpu_ticks "$cpid"); w0=$(date +%s%N)
+  local cp=$cpid; [ "${mode%-pipe}" != "$mode" ] && cp=$ppid_
+  snap "$work/snap0"; e0=$(cpu_ticks "$epid"); c0=$(cpu_ticks "$cp"); w0=$(date +%s%N)
   timeout $((30 + n / 2000)) h2load -n "$n" "${args[@]}" >"$out" 2>&1 || echo "h2load exited $? ($out)" >>"$out"
-  w1=$(date +%s%N); e1=$(cpu_ticks "$epid"); c1=$(cpu_ticks "$cpid"); snap "$work/snap1"
+  w1=$(date +%s%N); e1=$(cpu_ticks "$epid"); c1=$(cpu_ticks "$cp"); snap "$work/snap1"
   kill -0 "$epid" 2>/dev/null || die "the edge died during h2load $mode $body; log: $(tail -20 "$work/edge.log")"
   kill -0 "$cpid" 2>/dev/null || die "the connector died during h2load $mode $body; log: $(tail -20 "$work/connector.log")"
+  kill -0 "$ppid_" 2>/dev/null || die "the pipelining connector died during h2load $mode $body; log: $(tail -20 "$work/connector-pipe.log")"
   [ "$rep" = warm ] && return
   # h2load's summary: "finished in 1.88s, 53150.55 req/s, ...", "requests:
   # N total, N started, N done, N succeeded, N failed, N errored, N
@@ -297,12 +315,12 @@ for body in "${H2_BODIES[@]}"; do
   for rep in $(seq "$REPEAT"); do
     # Alternate which goes first.
     order=("${H2_MODES[@]}")
-    [ $((rep % 2)) = 0 ] && order=(h2c-m100 h2tls h2c direct-h1p direct-h1)
+    [ $((rep % 2)) = 0 ] && order=(h2tls-pipe h2c-pipe h2c-m100 h2tls h2c direct-h1p direct-h1)
     for mode in "${order[@]}"; do h2run "$mode" "$body" "$n" "$rep"; done
   done
 done
 t_h2=$(( $(date +%s) - t_h2 )); snap "$work/snap-h2-end"; x_h2=$(others "$work/snap-h2-start" "$work/snap-h2-end")
-h2peak_edge=$(kib "$epid" VmHWM); h2peak_conn=$(kib "$cpid" VmHWM)
+h2peak_edge=$(kib "$epid" VmHWM); h2peak_conn=$(kib "$cpid" VmHWM); h2peak_pipe=$(kib "$ppid_" VmHWM)
 
 # --- report -------------------------------------------------------------
 # One line per (mode, body, conns): medians and summed errors.
@@ -401,6 +419,8 @@ h2label() {
     h2c) echo "tunnel, h2c (plain port) | -c10 -m10" ;;
     h2tls) echo "tunnel, h2 over TLS (ALPN) | -c10 -m10" ;;
     h2c-m100) echo "tunnel, h2c, 1000 streams in flight | -c10 -m100" ;;
+    h2c-pipe) echo "tunnel, h2c, connector pipelining (depth $PIPE_DEPTH) | -c10 -m10" ;;
+    h2tls-pipe) echo "tunnel, h2 over TLS, connector pipelining (depth $PIPE_DEPTH) | -c10 -m10" ;;
   esac
 }
 echo "HTTP/2 visitors (h2load -t1; $H2N requests a run for /hello, $((H2N / 5)) for /bytes/65536; medians of $REPEAT):"
@@ -423,7 +443,7 @@ for body in "${H2_BODIES[@]}"; do
   done
 done
 echo
-echo "peak RSS (VmHWM) after the h2load runs: edge $(mib "$h2peak_edge"), connector $(mib "$h2peak_conn")"
+echo "peak RSS (VmHWM) after the h2load runs: edge $(mib "$h2peak_edge"), connector $(mib "$h2peak_conn"), pipelining connector $(mib "$h2peak_pipe")"
 echo
 echo "Goals (where things stand; not pass/fail):"
 goal() { # LABEL VALUE OP LIMIT UNIT
@@ -435,6 +455,8 @@ r() { awk -v a="$1" -v b="$2" 'BEGIN{ print (b > 0 ? a / b : 0) }'; }
 goal "/hello, c=50: tunnel / direct req/s" "$(r "$(get tunnel /hello 50 4)" "$(get direct /hello 50 4)")" ">=" 0.5 x
 goal "/hello, h2c: tunnel / direct h1 (-m1) req/s" "$(r "$(h2get h2c /hello 3)" "$(h2get direct-h1 /hello 3)")" ">=" 0.5 x
 goal "/hello, h2 TLS: tunnel / direct h1 (-m1) req/s" "$(r "$(h2get h2tls /hello 3)" "$(h2get direct-h1 /hello 3)")" ">=" 0.5 x
+goal "/hello, h2c, pipelining: tunnel / direct h1 (-m1)" "$(r "$(h2get h2c-pipe /hello 3)" "$(h2get direct-h1 /hello 3)")" ">=" 0.5 x
+goal "/hello, h2 TLS, pipelining: tunnel / direct h1 (-m1)" "$(r "$(h2get h2tls-pipe /hello 3)" "$(h2get direct-h1 /hello 3)")" ">=" 0.5 x
 for conns in "${CONNS[@]}"; do
   goal "1 MiB, c=$conns: tunnel / direct MB/s" "$(r "$(get tunnel /bytes/1048576 "$conns" 5)" "$(get direct /bytes/1048576 "$conns" 5)")" ">=" 0.25 x
 done
@@ -466,7 +488,7 @@ if [ "$total_errors" -gt 0 ]; then
       echo "  $n: $(grep -E '^(requests|status codes):|exited' "$f" | tr -s ' \n' ' ')"
     fi
   done
-  for p in edge connector; do
+  for p in edge connector connector-pipe; do
     if [ -s "$work/$p.log" ]; then
       echo "  $p log, last lines:"; tail -5 "$work/$p.log" | sed 's/^/    /'
     else
