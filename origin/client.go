@@ -244,7 +244,10 @@ func (c *Client) Do(req *fasthttp.Request, resp *fasthttp.Response) error {
 		}
 		// Sent again on a connection of its own: never twice behind
 		// another answer.
-		pipelined = false
+		if pipelined {
+			c.pipe.resent.Add(1)
+			pipelined = false
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -48,6 +49,29 @@ const pipelineStall = 250 * time.Millisecond
 // Do's attempts).
 var errPipelineBroken = errors.New("origin: the pipelined connection ended before the response")
 
+// PipelineStats counts the pipelining of a Client (Config.PipelineDepth).
+type PipelineStats struct {
+	// Requests is the number of requests queued on pipelined connections
+	// (a request sent again counts again).
+	Requests uint64
+	// Writes is the number of writes of queued requests: Requests / Writes
+	// is the average batch.
+	Writes uint64
+	// Resent counts the requests whose pipelined connection broke, closed
+	// or stalled behind a streamed answer before their own answer: they
+	// were sent again on a connection of their own.
+	Resent uint64
+}
+
+// PipelineStats returns the pipelining counters (zero when pipelining is
+// off).
+func (c *Client) PipelineStats() PipelineStats {
+	if c.pipe == nil {
+		return PipelineStats{}
+	}
+	return PipelineStats{Requests: c.pipe.requests.Load(), Writes: c.pipe.writes.Load(), Resent: c.pipe.resent.Load()}
+}
+
 // pipelinable reports whether req may be pipelined: a GET or HEAD without
 // a body, not asking to close the connection or to upgrade it.
 func pipelinable(req *fasthttp.Request) bool {
@@ -63,6 +87,8 @@ type pipeline struct {
 
 	mu    sync.Mutex
 	conns []*pipeConn // borrowed, not dead, possibly idle for an instant
+
+	requests, writes, resent atomic.Uint64 // see PipelineStats
 
 	connPool sync.Pool // *pipeConn
 	reqPool  sync.Pool // *pipeReq
@@ -117,6 +143,7 @@ func (p *pipeline) roundTrip(req *fasthttp.Request, resp *fasthttp.Response) (re
 	}
 	pc.wbuf = req.Header.AppendBytes(pc.wbuf)
 	pc.queue = append(pc.queue, pr)
+	p.requests.Add(1)
 	holder := len(pc.queue) == 1
 	switch {
 	case opening:
@@ -202,6 +229,7 @@ func (p *pipeline) flushLocked(pc *pipeConn) {
 		pc.wbuf = pc.spare[:0]
 		p.mu.Unlock()
 		_, err := pc.oc.Write(buf)
+		p.writes.Add(1)
 		p.mu.Lock()
 		pc.spare = buf[:0]
 		if err != nil {

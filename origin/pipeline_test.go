@@ -197,6 +197,9 @@ func TestPipelineWritesBeforeAnswers(t *testing.T) {
 	if n := o.accepted.Load(); n != 1 {
 		t.Errorf("origin accepted %d connections after one more request, want 1", n)
 	}
+	if st := c.PipelineStats(); st.Requests != 5 || st.Writes != 5 || st.Resent != 0 {
+		t.Errorf("PipelineStats %+v, want 5 requests in 5 writes, none resent", st)
+	}
 }
 
 // TestPipelineMixedAnswers runs many concurrent requests of every kind of
@@ -323,7 +326,7 @@ func TestPipelineConnectionClose(t *testing.T) {
 			io.WriteString(w, answer(got[0], "")+answer(got[1], "Connection: close\r\n"))
 		}
 	}))
-	testFailover(t, o, Config{URL: o.url, PipelineDepth: 4})
+	testFailover(t, o, Config{URL: o.url, PipelineDepth: 4}, 2)
 }
 
 // TestPipelineOriginCloses: the origin reads four pipelined requests and
@@ -332,7 +335,7 @@ func TestPipelineOriginCloses(t *testing.T) {
 	o := startRawOrigin(t, onFirstConn(func(reqs <-chan string, w net.Conn) {
 		take(t, reqs, 4)
 	}))
-	testFailover(t, o, Config{URL: o.url, PipelineDepth: 4})
+	testFailover(t, o, Config{URL: o.url, PipelineDepth: 4}, 4)
 }
 
 // TestPipelineTimeout: the first of four pipelined requests gets no answer
@@ -456,7 +459,10 @@ func queueFour(t *testing.T, c *Client, o *rawOrigin) []<-chan result {
 	return chans
 }
 
-func testFailover(t *testing.T, o *rawOrigin, cfg Config) {
+// testFailover sends four requests that the origin's first connection
+// gets, and checks that each gets its own answer, resent of them after
+// the first connection failed them.
+func testFailover(t *testing.T, o *rawOrigin, cfg Config, resent int) {
 	t.Helper()
 	c := newClient(t, cfg)
 	chans := queueFour(t, c, o)
@@ -465,6 +471,9 @@ func testFailover(t *testing.T, o *rawOrigin, cfg Config) {
 	}
 	if n := o.accepted.Load(); n < 2 {
 		t.Errorf("origin accepted %d connections, want a second one for the fail-over", n)
+	}
+	if st := c.PipelineStats(); st.Resent != uint64(resent) {
+		t.Errorf("PipelineStats %+v, want %d resent", st, resent)
 	}
 }
 

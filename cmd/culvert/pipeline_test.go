@@ -123,6 +123,15 @@ func TestProxyPipelineDepth(t *testing.T) {
 	if len(perConn) != 1 || perConn[0] != 2 {
 		t.Errorf("requests per origin connection: %v, want both on one", perConn)
 	}
+	for series, want := range map[string]float64{
+		"culvert_connector_origin_pipelined_requests_total": 2,
+		"culvert_connector_origin_pipeline_writes_total":    2,
+		"culvert_connector_origin_pipeline_resent_total":    0,
+	} {
+		if got := metricValue(t, tun.metrics, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
 }
 
 func isTimeout(err error) bool {

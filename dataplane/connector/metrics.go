@@ -69,6 +69,10 @@ func (m *connMetrics) observe(start time.Time, _ int64) {
 func (c *Connector) WritePrometheus(w io.Writer) {
 	c.metrics.set.WritePrometheus(w)
 	c.metrics.duration.WritePrometheus(w)
+	ps := c.origin.PipelineStats()
+	metrics.WriteCounterUint64(w, "culvert_connector_origin_pipelined_requests_total", ps.Requests)
+	metrics.WriteCounterUint64(w, "culvert_connector_origin_pipeline_writes_total", ps.Writes)
+	metrics.WriteCounterUint64(w, "culvert_connector_origin_pipeline_resent_total", ps.Resent)
 }
 
 // pingRTT returns the largest last PING round trip over the live connections.
