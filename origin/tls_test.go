@@ -9,10 +9,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -126,6 +128,30 @@ func TestHTTPSOrigin(t *testing.T) {
 		c := newClient(t, Config{URL: url, CAPoolFile: caFile, ServerName: "other.test"})
 		if _, err := do(t, c, "GET", "/hello", nil, 0); !errors.Is(err, ErrUnreachable) {
 			t.Fatalf("got %v, want ErrUnreachable", err)
+		}
+	})
+	t.Run("pipelined", func(t *testing.T) {
+		// Reads (the turn holder) and writes (the batch writer) run at
+		// once on one tls.Conn.
+		c := newClient(t, Config{URL: url, CAPoolFile: caFile, ServerName: "origin.test", PipelineDepth: 8})
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 20 {
+					n := 3000*w + i // up to 45 KiB: bodies read whole and streamed
+					r, err := do(t, c, "GET", fmt.Sprintf("/bytes/%d", n), nil, 0)
+					if err != nil || len(r.body) != n {
+						t.Errorf("GET /bytes/%d: %d bytes, %v", n, len(r.body), err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if st := c.PipelineStats(); st.Requests < 320 || st.Writes >= st.Requests {
+			t.Errorf("PipelineStats %+v: not pipelined", st)
 		}
 	})
 	t.Run("NoTLSVerify", func(t *testing.T) {
