@@ -108,9 +108,23 @@ func (h *HeaderList) CopyFrom(fields []hpack.HeaderField) {
 		n += len(f.Name) + len(f.Value)
 	}
 	h.grow(n)
-	for _, f := range fields {
-		h.add(f.Name, f.Value, f.Sensitive)
+	a := h.arena[:n]
+	if cap(h.fields) < len(fields) {
+		h.fields = make([]hpack.HeaderField, len(fields))
 	}
+	out := h.fields[:len(fields)]
+	off := 0
+	for i, f := range fields {
+		nl := copy(a[off:], f.Name)
+		vl := copy(a[off+nl:], f.Value)
+		out[i] = hpack.HeaderField{
+			Name:      a[off : off+nl : off+nl],
+			Value:     a[off+nl : off+nl+vl : off+nl+vl],
+			Sensitive: f.Sensitive,
+		}
+		off += nl + vl
+	}
+	h.arena, h.fields = a, out
 }
 
 // Size returns the HPACK size of the list (RFC 7541 §4.1), the measure of
