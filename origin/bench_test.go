@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -57,6 +58,34 @@ func BenchmarkOriginClient(b *testing.B) {
 			}
 		}
 	})
+	// hello100: 100 requests in flight (parallelism 50 x GOMAXPROCS 2),
+	// one connection each, or pipelined 16 deep.
+	hello100 := func(b *testing.B, cfg Config) {
+		c := newClient(b, cfg)
+		b.ReportAllocs()
+		b.SetBytes(12)
+		b.SetParallelism(max(1, 100/runtime.GOMAXPROCS(0)))
+		b.RunParallel(func(pb *testing.PB) {
+			req := fasthttp.AcquireRequest()
+			resp := fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI("/hello")
+			req.Header.SetHost("visitor.test")
+			for pb.Next() {
+				if err := c.Do(req, resp); err != nil {
+					b.Error(err)
+					return
+				}
+				if len(resp.Body()) != 12 {
+					b.Errorf("%q", resp.Body())
+					return
+				}
+			}
+		})
+	}
+	b.Run("hello100/fasthttp", func(b *testing.B) { hello100(b, Config{URL: "http://" + addr}) })
+	b.Run("hello100/pipelined", func(b *testing.B) { hello100(b, Config{URL: "http://" + addr, PipelineDepth: 16}) })
 	b.Run("hello/nethttp", func(b *testing.B) {
 		tr := &http.Transport{MaxIdleConnsPerHost: 100, DisableCompression: true}
 		defer tr.CloseIdleConnections()
