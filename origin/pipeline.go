@@ -32,9 +32,9 @@ import (
 // read at once (the turn passes before Do returns); a larger or
 // open-ended body is streamed, the connection takes no new requests
 // meanwhile, and if requests wait behind it for more than pipelineStall
-// they are sent again on other connections (only GET and HEAD are
-// pipelined, so sending one again is safe) and the connection is closed
-// when the stream ends.
+// they are sent again, each on a connection of its own (only GET and HEAD
+// are pipelined, so sending one again is safe), and the connection is
+// closed when the stream ends.
 
 // pipelineWholeBody is the largest response body read whole before Do
 // returns on a pipelined connection; larger ones are streamed.
@@ -51,8 +51,9 @@ var errPipelineBroken = errors.New("origin: the pipelined connection ended befor
 
 // PipelineStats counts the pipelining of a Client (Config.PipelineDepth).
 type PipelineStats struct {
-	// Requests is the number of requests queued on pipelined connections
-	// (a request sent again counts again).
+	// Requests is the number of requests queued on pipelined connections.
+	// (A request sent again after a fail-over goes on a connection of its
+	// own and is not counted again.)
 	Requests uint64
 	// Writes is the number of writes of queued requests: Requests / Writes
 	// is the average batch.
