@@ -310,10 +310,11 @@ echo
 echo "h2load runs (HTTP/2 visitors; direct: the origin over HTTP/1.1):"
 t_h2=$(date +%s); snap "$work/snap-h2-start"
 # The runs with 1000 streams in flight (h2c-m100) come after all the
-# others: the 10 x 10 runs that follow one are 10-15% slower, in the edge,
-# the connector and the origin alike (h2load -n 200000 -c10 -m10 /hello:
-# 55 500 req/s before an -m100 run, 48 300 after; restarting the connector
-# recovers part of it), which would penalize whichever modes came later.
+# others: the 10 x 10 runs that follow one are 10-15% slower, the edge and
+# the connector using more CPU per request (h2load -n 200000 -c10 -m10
+# /hello: 55 500 req/s before an -m100 run, 48 300 after; restarting the
+# connector recovers part of it; the origin alone is not slower), which
+# would penalize whichever modes came later.
 h2n() { if [ "$1" = /hello ]; then echo "$H2N"; else echo $((H2N / 5)); fi; }
 for body in "${H2_BODIES[@]}"; do
   n=$(h2n "$body")
