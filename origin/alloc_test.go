@@ -5,8 +5,6 @@ package origin
 import (
 	"io"
 	"testing"
-
-	"github.com/valyala/fasthttp"
 )
 
 // TestDoNoAlloc: a request whose answer arrives whole with its head costs
@@ -15,12 +13,8 @@ import (
 func TestDoNoAlloc(t *testing.T) {
 	addr := startFastHello(t)
 	c := newClient(t, Config{URL: "http://" + addr})
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("/hello")
-	req.Header.SetHost("visitor.test")
+	req, resp, release := helloExchange()
+	defer release()
 	doOne := func() {
 		if err := c.Do(req, resp); err != nil {
 			t.Fatal(err)

@@ -34,16 +34,24 @@ func startFastHello(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
+// helloExchange returns a pooled GET /hello for Host visitor.test and a
+// pooled response; release gives both back.
+func helloExchange() (req *fasthttp.Request, resp *fasthttp.Response, release func()) {
+	req, resp = fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.SetRequestURI("/hello")
+	req.Header.SetHost("visitor.test")
+	return req, resp, func() {
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	}
+}
+
 func BenchmarkOriginClient(b *testing.B) {
 	addr := startFastHello(b)
 	b.Run("hello/fasthttp", func(b *testing.B) {
 		c := newClient(b, Config{URL: "http://" + addr})
-		req := fasthttp.AcquireRequest()
-		resp := fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
-		req.SetRequestURI("/hello")
-		req.Header.SetHost("visitor.test")
+		req, resp, release := helloExchange()
+		defer release()
 		b.ReportAllocs()
 		b.SetBytes(12)
 		for b.Loop() {
@@ -66,12 +74,8 @@ func BenchmarkOriginClient(b *testing.B) {
 		b.SetBytes(12)
 		b.SetParallelism(max(1, 100/runtime.GOMAXPROCS(0)))
 		b.RunParallel(func(pb *testing.PB) {
-			req := fasthttp.AcquireRequest()
-			resp := fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			req.SetRequestURI("/hello")
-			req.Header.SetHost("visitor.test")
+			req, resp, release := helloExchange()
+			defer release()
 			for pb.Next() {
 				if err := c.Do(req, resp); err != nil {
 					b.Error(err)

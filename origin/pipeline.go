@@ -95,13 +95,13 @@ type pipeline struct {
 	reqPool  sync.Pool // *pipeReq
 }
 
-// pipeConn is a connection borrowed from the pool for pipelining. Fields
-// after mu are guarded by pipeline.mu.
+// pipeConn is a connection borrowed from the pool for pipelining. Its
+// fields are guarded by pipeline.mu, except that the turn holder reads br
+// and oc, and the writer writes oc, without it.
 type pipeConn struct {
-	h      connHandle
-	oc     *originConn
-	br     *bufio.Reader // read by the turn holder only
-	reused bool
+	h  connHandle // nil until opened
+	oc *originConn
+	br *bufio.Reader
 
 	wbuf, spare []byte     // request heads not yet written; the writer's other buffer
 	writing     bool       // a goroutine is writing wbuf
@@ -203,7 +203,7 @@ func (p *pipeline) pickLocked() *pipeConn {
 // open takes a connection from the pool (or dials one) for pc. Called
 // without the lock; pc.writing keeps others from writing meanwhile.
 func (p *pipeline) open(pc *pipeConn) error {
-	h, oc, reused, err := p.c.acquire()
+	h, oc, _, err := p.c.acquire()
 	if err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func (p *pipeline) open(pc *pipeConn) error {
 	}
 	br := p.c.hc.AcquireReader(oc)
 	p.mu.Lock()
-	pc.h, pc.oc, pc.reused, pc.br = h, oc, reused, br
+	pc.h, pc.oc, pc.br = h, oc, br
 	p.mu.Unlock()
 	return nil
 }
@@ -318,7 +318,7 @@ func (p *pipeline) retireIfIdleLocked(pc *pipeConn) {
 	if pc.br != nil {
 		c.hc.ReleaseReader(pc.br)
 	}
-	pc.h, pc.oc, pc.br, pc.reused, pc.dead = nil, nil, nil, false, false
+	pc.h, pc.oc, pc.br, pc.dead = nil, nil, nil, false
 	p.connPool.Put(pc)
 }
 

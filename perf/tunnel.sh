@@ -155,8 +155,8 @@ wait_for "http://127.0.0.1:$cmport/ready" 200 15 "$cpid" connector
 "$work/culvert" tunnel --hostname "$PIPE_HOST" --url "http://$oaddr" --origincert "$work/cert.pem" \
   --edge "127.0.0.1:$tport" --metrics "127.0.0.1:$pmport" --loglevel warn --grace-period 1s \
   --proxy-pipeline-depth "$PIPE_DEPTH" 2>"$work/connector-pipe.log" &
-ppid_=$!; pids+=("$ppid_")
-wait_for "http://127.0.0.1:$pmport/ready" 200 15 "$ppid_" connector-pipe
+pipe_cpid=$!; pids+=("$pipe_cpid")
+wait_for "http://127.0.0.1:$pmport/ready" 200 15 "$pipe_cpid" connector-pipe
 
 idle_edge=$(kib "$epid" VmRSS); idle_conn=$(kib "$cpid" VmRSS)
 
@@ -274,13 +274,13 @@ h2run() {
     h2c-pipe) args=(-c 10 -m 10 --connect-to "127.0.0.1:$hport" "http://$PIPE_HOST:$hport$body") ;;
     h2tls-pipe) args=(-c 10 -m 10 --connect-to "127.0.0.1:$sport" "https://$PIPE_HOST:$sport$body") ;;
   esac
-  local cp=$cpid; [ "${mode%-pipe}" != "$mode" ] && cp=$ppid_
+  local cp=$cpid; [ "${mode%-pipe}" != "$mode" ] && cp=$pipe_cpid
   snap "$work/snap0"; e0=$(cpu_ticks "$epid"); c0=$(cpu_ticks "$cp"); w0=$(date +%s%N)
   timeout $((30 + n / 2000)) h2load -n "$n" "${args[@]}" >"$out" 2>&1 || echo "h2load exited $? ($out)" >>"$out"
   w1=$(date +%s%N); e1=$(cpu_ticks "$epid"); c1=$(cpu_ticks "$cp"); snap "$work/snap1"
   kill -0 "$epid" 2>/dev/null || die "the edge died during h2load $mode $body; log: $(tail -20 "$work/edge.log")"
   kill -0 "$cpid" 2>/dev/null || die "the connector died during h2load $mode $body; log: $(tail -20 "$work/connector.log")"
-  kill -0 "$ppid_" 2>/dev/null || die "the pipelining connector died during h2load $mode $body; log: $(tail -20 "$work/connector-pipe.log")"
+  kill -0 "$pipe_cpid" 2>/dev/null || die "the pipelining connector died during h2load $mode $body; log: $(tail -20 "$work/connector-pipe.log")"
   [ "$rep" = warm ] && return
   # h2load's summary: "finished in 1.88s, 53150.55 req/s, ...", "requests:
   # N total, N started, N done, N succeeded, N failed, N errored, N
@@ -334,7 +334,7 @@ for body in "${H2_BODIES[@]}"; do
   for rep in $(seq "$REPEAT"); do h2run h2c-m100 "$body" "$n" "$rep"; done
 done
 t_h2=$(( $(date +%s) - t_h2 )); snap "$work/snap-h2-end"; x_h2=$(others "$work/snap-h2-start" "$work/snap-h2-end")
-h2peak_edge=$(kib "$epid" VmHWM); h2peak_conn=$(kib "$cpid" VmHWM); h2peak_pipe=$(kib "$ppid_" VmHWM)
+h2peak_edge=$(kib "$epid" VmHWM); h2peak_conn=$(kib "$cpid" VmHWM); h2peak_pipe=$(kib "$pipe_cpid" VmHWM)
 
 # --- report -------------------------------------------------------------
 # One line per (mode, body, conns): medians and summed errors.
