@@ -774,7 +774,7 @@ func (c *Conn) onDataLocked(f *frames.DataFrame) {
 		if ref, start, end, ok := c.shareDataLocked(len(data)); ok {
 			s.rbuf.appendShared(ref, start, end)
 		} else {
-			s.rbuf.write(data, defaultChunkPayload)
+			s.rbuf.write(data, recvChunkPayload(len(data), f.StreamEnded()))
 		}
 		s.readWait.Broadcast()
 	}

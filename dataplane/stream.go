@@ -16,11 +16,40 @@ import (
 // peer's SETTINGS_MAX_FRAME_SIZE, at most maxChunkPayload (bigger frames
 // gain little and pin more memory per stream). It keeps frames.HeaderLen
 // bytes free in front of the payload, so a full chunk goes out as a DATA
-// frame without a copy. Receive chunks hold defaultChunkPayload.
+// frame without a copy; a small write takes a small chunk instead (see
+// sendChunkPayload). Receive chunks hold defaultChunkPayload, or less for
+// small data (see recvChunkPayload).
 const (
 	defaultChunkPayload = frames.DefaultMaxFrameSize
 	maxChunkPayload     = 64 << 10
+	smallChunkPayload   = 4 << 10
 )
+
+// recvChunkPayload is the payload size of a new receive chunk for n bytes
+// of copied DATA: the data alone when it ends the stream (a small body
+// takes a 512-byte buffer, not 16 KiB), a small chunk for small data, and
+// defaultChunkPayload otherwise. Many streams with small bodies in flight
+// then hold little memory, and a burst of them leaves little in the pools.
+func recvChunkPayload(n int, end bool) int {
+	switch {
+	case n >= minSharedData:
+		return defaultChunkPayload
+	case end:
+		return n
+	default:
+		return smallChunkPayload
+	}
+}
+
+// sendChunkPayload is the payload size of a new send chunk for a write of
+// n bytes when a DATA frame may carry frameMax: small writes take a small
+// chunk (later small writes fill it up before another is taken).
+func sendChunkPayload(n, frameMax int) int {
+	if n < smallChunkPayload {
+		return min(smallChunkPayload, frameMax)
+	}
+	return frameMax
+}
 
 // Received DATA: data of at least minSharedData bytes is queued as a
 // reference to the frame reader's buffer instead of a copy, while fewer than
@@ -520,7 +549,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 			continue
 		}
 		m := min(room, len(p))
-		s.sq.write(p[:m], min(int(c.peer.maxFrameSize), maxChunkPayload))
+		s.sq.write(p[:m], sendChunkPayload(m, min(int(c.peer.maxFrameSize), maxChunkPayload)))
 		p = p[m:]
 		n += m
 		c.queueStreamLocked(s)
@@ -576,7 +605,7 @@ func (s *Stream) ReadFromSource(r io.Reader) (n int64, readErr, streamErr error)
 				return total, nil, err
 			}
 			if n < payload/4 {
-				s.sq.write(b.B[frames.HeaderLen:frames.HeaderLen+n], payload)
+				s.sq.write(b.B[frames.HeaderLen:frames.HeaderLen+n], sendChunkPayload(n, payload))
 				bufpool.Put(b)
 			} else {
 				s.sq.q = append(s.sq.q, chunk{b: b, r: frames.HeaderLen, w: frames.HeaderLen + n})
