@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -25,7 +27,7 @@ import (
 //	GET    /v1/certs                 POST /v1/certs/{serial}/revoke
 //	GET    /v1/tunnels               DELETE /v1/tunnels/{hostname}
 //	GET    /v1/dns                   DELETE /v1/dns/{name}
-//	GET    /v1/audit                 ?after=SEQ&limit=N
+//	GET    /v1/audit                 ?after=SEQ&limit=N (oldest first), or ?last=N (the newest N)
 //	GET    /ca.pem                   the CA of the edge's visitor HTTPS certificates (no auth)
 type API struct {
 	Edge *Edge
@@ -407,18 +409,36 @@ func (a *API) deleteRecords(w http.ResponseWriter, r *http.Request, u User) {
 	writeJSON(w, http.StatusOK, map[string]any{"deleted": n})
 }
 
+// maxAuditPage bounds the events one GET /v1/audit returns.
+const maxAuditPage = 10000
+
+// listAudit is GET /v1/audit: the events after ?after= (at most ?limit=,
+// default 1000), or the newest ?last= events; oldest first either way.
 func (a *API) listAudit(w http.ResponseWriter, r *http.Request, u User) {
 	acct, ok := a.scope(w, r, u)
 	if !ok {
 		return
 	}
 	q := r.URL.Query()
-	after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
-	limit, err := strconv.Atoi(q.Get("limit"))
-	if err != nil || limit <= 0 || limit > 10000 {
-		limit = 1000
+	var es []AuditEvent
+	var err error
+	if q.Has("last") {
+		// The newest events, in Seq order like the rest of the list.
+		last, perr := strconv.Atoi(q.Get("last"))
+		if perr != nil || last <= 0 || last > maxAuditPage || q.Has("after") {
+			fail(w, http.StatusBadRequest, fmt.Sprintf("last: want a number from 1 to %d, without after", maxAuditPage))
+			return
+		}
+		es, err = a.Edge.Store.RecentAudit(acct, last)
+		slices.Reverse(es)
+	} else {
+		after, _ := strconv.ParseUint(q.Get("after"), 10, 64)
+		limit, perr := strconv.Atoi(q.Get("limit"))
+		if perr != nil || limit <= 0 || limit > maxAuditPage {
+			limit = 1000
+		}
+		es, err = a.Edge.Store.ListAudit(acct, after, limit)
 	}
-	es, err := a.Edge.Store.ListAudit(acct, after, limit)
 	if err != nil {
 		fail(w, http.StatusInternalServerError, err.Error())
 		return

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -419,6 +420,12 @@ func (s *EtcdStore) indexedAt(ctx context.Context, what, idx, kind, acct, from s
 	if err != nil {
 		return nil, err
 	}
+	return s.getAt(ctx, what, kind, keys, rev)
+}
+
+// getAt reads the entities of kind named by keys, in that order, at
+// revision rev, a transaction of etcdTxnOps reads at a time.
+func (s *EtcdStore) getAt(ctx context.Context, what, kind string, keys []string, rev int64) ([]*etcdv3.KeyValue, error) {
 	out := make([]*etcdv3.KeyValue, 0, len(keys))
 	for len(keys) > 0 {
 		batch := keys[:min(len(keys), etcdTxnOps)]
@@ -1410,6 +1417,80 @@ func (s *EtcdStore) AppendAudit(e AuditEvent) (AuditEvent, error) {
 			return AuditEvent{}, s.fail(ctx, "append audit", err)
 		}
 	}
+}
+
+// RecentAudit returns the newest limit events of the account ("" = all
+// accounts), newest first: one range read in descending key order (the
+// account's index, then its events at the same revision).
+func (s *EtcdStore) RecentAudit(accountID string, limit int) ([]AuditEvent, error) {
+	if limit <= 0 {
+		return nil, errAuditLimit
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	for {
+		out, err := s.recentAuditAt(ctx, accountID, limit)
+		if errors.Is(err, etcdv3.ErrCompacted) && ctx.Err() == nil {
+			continue
+		}
+		return out, err
+	}
+}
+
+func (s *EtcdStore) recentAuditAt(ctx context.Context, accountID string, limit int) ([]AuditEvent, error) {
+	var kvs []*etcdv3.KeyValue
+	if accountID == "" {
+		// Seqs are contiguous: the newest limit events are the range that
+		// ends at the counter, read at the counter's revision.
+		ck, err := s.cli.Get(ctx, s.key(ekAuditSeq, ""))
+		if err != nil {
+			return nil, s.fail(ctx, "list audit", err)
+		}
+		if len(ck.Kvs) == 0 {
+			return nil, nil
+		}
+		last, err := strconv.ParseUint(string(ck.Kvs[0].Value), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("control: audit counter %q: invalid", ck.Kvs[0].Value)
+		}
+		first := uint64(1)
+		if last > uint64(limit) {
+			first = last - uint64(limit) + 1
+		}
+		p := s.key(ekAudit, "")
+		resp, err := s.cli.Get(ctx, p+etcdSeqKey(first), etcdv3.WithRange(etcdv3.PrefixRangeEnd(p)),
+			etcdv3.WithLimit(int64(limit)), etcdv3.WithRev(ck.Header.Revision))
+		if err != nil {
+			return nil, s.fail(ctx, "list audit", err)
+		}
+		kvs = resp.Kvs
+		slices.Reverse(kvs)
+	} else {
+		// The account's index entries, newest first (the server sorts the
+		// account's keys, not the whole log), then their events.
+		p := s.acctIdx(ekAuditByAcct, accountID, "")
+		resp, err := s.cli.Get(ctx, p, etcdv3.WithRange(etcdv3.PrefixRangeEnd(p)),
+			etcdv3.WithDescendingKeys(), etcdv3.WithLimit(int64(limit)), etcdv3.WithKeysOnly())
+		if err != nil {
+			return nil, s.fail(ctx, "list audit", err)
+		}
+		keys := make([]string, len(resp.Kvs))
+		for i, kv := range resp.Kvs {
+			keys[i] = strings.TrimPrefix(string(kv.Key), p)
+		}
+		if kvs, err = s.getAt(ctx, "audit", ekAudit, keys, resp.Header.Revision); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]AuditEvent, 0, len(kvs))
+	for _, kv := range kvs {
+		e, err := decodeAudit(string(kv.Key), kv.Value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 // ListAudit returns the events of the account ("" = all accounts) with Seq

@@ -300,6 +300,9 @@ type Store interface {
 	// ListAudit returns the events after afterSeq in Seq order, at most
 	// limit of them (no bound if limit <= 0).
 	ListAudit(accountID string, afterSeq uint64, limit int) ([]AuditEvent, error)
+	// RecentAudit returns the newest limit events (limit > 0), newest
+	// first, reading only those: the dashboard's view of a long log.
+	RecentAudit(accountID string, limit int) ([]AuditEvent, error)
 
 	Close() error
 }
@@ -1281,6 +1284,73 @@ func (s *BoltStore) AppendAudit(e AuditEvent) (AuditEvent, error) {
 		return AuditEvent{}, err
 	}
 	return e, nil
+}
+
+// errAuditLimit: RecentAudit reads a bounded number of events.
+var errAuditLimit = errors.New("control: RecentAudit needs a limit above 0")
+
+// decodeAudit decodes the audit event stored under name.
+func decodeAudit(name string, v []byte) (AuditEvent, error) {
+	var e AuditEvent
+	if err := json.Unmarshal(v, &e); err != nil {
+		return e, fmt.Errorf("control: decode audit %s: %w", name, err)
+	}
+	return e, nil
+}
+
+func boltSeqName(k []byte) string {
+	if len(k) != 8 {
+		return fmt.Sprintf("%x", k)
+	}
+	return strconv.FormatUint(binary.BigEndian.Uint64(k), 10)
+}
+
+// RecentAudit returns the newest limit events of the account ("" = all
+// accounts), newest first, walking the log backwards from its end.
+func (s *BoltStore) RecentAudit(accountID string, limit int) ([]AuditEvent, error) {
+	if limit <= 0 {
+		return nil, errAuditLimit
+	}
+	var out []AuditEvent
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bktAudit)
+		if accountID == "" {
+			c := b.Cursor()
+			for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+				e, err := decodeAudit(boltSeqName(k), v)
+				if err != nil {
+					return err
+				}
+				out = append(out, e)
+			}
+			return nil
+		}
+		// The account's index entries are acct 0x00 seq: start before the
+		// first key above them (acct 0x01) and walk back.
+		prefix := acctKey(accountID, nil)
+		end := append([]byte(accountID), 1)
+		c := tx.Bucket(bktAuditByAcct).Cursor()
+		k, _ := c.Seek(end)
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, _ = c.Prev() {
+			seq := k[len(prefix):]
+			v := b.Get(seq)
+			if v == nil {
+				return fmt.Errorf("control: audit %x: %w", seq, ErrNotFound)
+			}
+			e, err := decodeAudit(boltSeqName(seq), v)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // ListAudit returns the events of the account ("" = all accounts) with Seq

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -585,6 +586,42 @@ func TestAudit(t *testing.T) {
 		}
 		if l := must[[]AuditEvent](t)(s.ListAudit("none", 0, 0)); len(l) != 0 {
 			t.Fatalf("ListAudit(none) = %d", len(l))
+		}
+
+		// RecentAudit: the newest first, at most limit.
+		seqs := func(es []AuditEvent) (out []uint64) {
+			for _, e := range es {
+				out = append(out, e.Seq)
+			}
+			return out
+		}
+		want := func(es []AuditEvent, n int) []uint64 {
+			var out []uint64
+			for i := len(es) - 1; i >= 0 && len(out) < n; i-- {
+				out = append(out, es[i].Seq)
+			}
+			return out
+		}
+		a2 := must[[]AuditEvent](t)(s.ListAudit("a2", 0, 0))
+		for _, tc := range []struct {
+			acct  string
+			limit int
+			want  []uint64
+		}{
+			{"", 3, want(all, 3)},
+			{"", 100, want(all, 100)},
+			{"a1", 2, want(a1, 2)},
+			{"a2", 100, want(a2, 100)},
+			{"a", 5, nil}, // a prefix of a1 and a2, with no events of its own
+			{"none", 5, nil},
+		} {
+			got := seqs(must[[]AuditEvent](t)(s.RecentAudit(tc.acct, tc.limit)))
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("RecentAudit(%q, %d) = seqs %v, want %v", tc.acct, tc.limit, got, tc.want)
+			}
+		}
+		if _, err := s.RecentAudit("", 0); err == nil {
+			t.Error("RecentAudit without a limit: no error")
 		}
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 )
 
@@ -156,6 +155,10 @@ type certRow struct {
 	Zone string
 }
 
+// dashboardAuditEvents is how many of the newest audit events the
+// dashboard shows (read alone, however long the log).
+const dashboardAuditEvents = 200
+
 // dashboard lists the account's tunnels, DNS records, certificates and
 // audit log (an operator sees every account).
 func (a *API) dashboard(w http.ResponseWriter, r *http.Request) {
@@ -173,7 +176,7 @@ func (a *API) dashboard(w http.ResponseWriter, r *http.Request) {
 	tunnels, err1 := e.Store.ListTunnels(acct)
 	recs, err2 := e.Store.ListRecords(acct)
 	certs, err3 := e.Store.ListCerts(acct)
-	audit, err4 := e.Store.ListAudit(acct, 0, 0)
+	audit, err4 := e.Store.RecentAudit(acct, dashboardAuditEvents)
 	zones, err5 := e.Store.ListZones(acct)
 	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		a.render(w, http.StatusInternalServerError, "message", pageData{Title: "Error", Error: err.Error(), User: u})
@@ -190,10 +193,6 @@ func (a *API) dashboard(w http.ResponseWriter, r *http.Request) {
 	var crs []certRow
 	for _, c := range certs {
 		crs = append(crs, certRow{c, zoneName[c.ZoneID]})
-	}
-	slices.Reverse(audit)
-	if len(audit) > 200 {
-		audit = audit[:200]
 	}
 	a.render(w, http.StatusOK, "dashboard", dashboardData{pageData{Title: "Dashboard", User: u, CSRF: e.CSRFToken(cookie)}, u.AccountID, op, trs, recs, crs, audit})
 }

@@ -85,6 +85,7 @@ func runUserAPI(group string, args []string) error {
 	asJSON := fs.Bool("json", false, "print the API's JSON")
 	after := fs.Uint64("after", 0, "audit: events after this sequence number")
 	limit := fs.Int("limit", 1000, "audit: at most this many events")
+	last := fs.Int("last", 0, "audit: the newest N events instead (reads only those)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -188,8 +189,16 @@ func runUserAPI(group string, args []string) error {
 			}
 		}
 	case "audit list":
-		q.Set("after", strconv.FormatUint(*after, 10))
-		q.Set("limit", strconv.Itoa(*limit))
+		if *last > 0 {
+			if fs.Changed("after") {
+				err = errors.New("audit: --last and --after do not go together")
+				break
+			}
+			q.Set("last", strconv.Itoa(*last))
+		} else {
+			q.Set("after", strconv.FormatUint(*after, 10))
+			q.Set("limit", strconv.Itoa(*limit))
+		}
 		var es []control.AuditEvent
 		if err = list("/v1/audit", &es); err != nil {
 			break

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -137,6 +138,21 @@ func TestControlPathStory(t *testing.T) {
 		if !strings.Contains(audit, want) {
 			t.Fatalf("audit lacks %s:\n%s", want, audit)
 		}
+	}
+	// --last: the newest events only, oldest of them first (compared
+	// field by field: the table's padding depends on its rows).
+	rows := func(out string) (rs []string) {
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			rs = append(rs, strings.Join(strings.Fields(l), " "))
+		}
+		return rs
+	}
+	all := rows(audit)
+	if got, want := rows(culvert(t, "audit", "--last", "2", "--origincert", certFile)), append(all[:1:1], all[len(all)-2:]...); !slices.Equal(got, want) {
+		t.Fatalf("audit --last 2: %q, want %q", got, want)
+	}
+	if out, err := exec.Command(culvertBin, "audit", "--last", "2", "--after", "1", "--origincert", certFile).CombinedOutput(); err == nil || !strings.Contains(string(out), "--last and --after") {
+		t.Fatalf("audit --last with --after: %v\n%s", err, out)
 	}
 	if l := culvert(t, "dns", "list", "--origincert", certFile); !strings.Contains(l, "app.example.test") || !strings.Contains(l, "AAAA") {
 		t.Fatalf("dns list:\n%s", l)

@@ -8,7 +8,8 @@
 // It covers what the store needs and nothing more:
 //
 //   - Get (a range: one key, a [key, end) range or a prefix, at a
-//     revision, with a limit, keys only or count only), Put, Delete;
+//     revision, with a limit, keys only or count only, in ascending or
+//     descending key order), Put, Delete;
 //   - Txn: comparisons of a key's CreateRevision or ModRevision with
 //     =, !=, < or >, then/else lists of get, put and delete operations;
 //   - Watch of a key, range or prefix from a start revision, with the
@@ -24,8 +25,8 @@
 // What it is not: a general etcd client. There are no leases, locks,
 // elections, member, maintenance or auth administration calls, no
 // compaction, no comparisons of versions or values, no nested
-// transactions, no sorting or serializable reads, no unix-socket
-// endpoints and no HTTP proxies. A watch is not resumed transparently
+// transactions, no sorting other than by key, no serializable reads, no
+// unix-socket endpoints and no HTTP proxies. A watch is not resumed transparently
 // after a break, and a write whose connection broke after it was sent is
 // not retried (it may or may not have been applied; the store's
 // conditional transactions tell). Every call is bounded by its context

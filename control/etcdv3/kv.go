@@ -100,6 +100,7 @@ type Op struct {
 	limit     int64
 	keysOnly  bool
 	countOnly bool
+	descend   bool
 	prevKV    bool
 }
 
@@ -122,6 +123,11 @@ func WithLimit(n int64) OpOption { return func(op *Op) { op.limit = n } }
 
 // WithKeysOnly makes a get return keys without values.
 func WithKeysOnly() OpOption { return func(op *Op) { op.keysOnly = true } }
+
+// WithDescendingKeys makes a get return its keys in descending order, so
+// that with WithLimit it returns the last keys of the range. The server
+// reads the whole range to sort it: keep such ranges small.
+func WithDescendingKeys() OpOption { return func(op *Op) { op.descend = true } }
 
 // WithCountOnly makes a get return only the count of keys.
 func WithCountOnly() OpOption { return func(op *Op) { op.countOnly = true } }
@@ -183,8 +189,12 @@ func (op Op) wire() requestOp {
 }
 
 func (op Op) rangeRequest() *rangeRequest {
-	return &rangeRequest{Key: op.key, RangeEnd: op.end, Limit: i64(op.limit), Revision: i64(op.rev),
+	r := &rangeRequest{Key: op.key, RangeEnd: op.end, Limit: i64(op.limit), Revision: i64(op.rev),
 		KeysOnly: op.keysOnly, CountOnly: op.countOnly}
+	if op.descend {
+		r.SortOrder = "DESCEND" // sort_target KEY is the default
+	}
+	return r
 }
 
 // Get reads key, or the range the options give.

@@ -59,6 +59,7 @@ type rangeRequest struct {
 	Revision  i64    `json:"revision,omitempty"`
 	KeysOnly  bool   `json:"keys_only,omitempty"`
 	CountOnly bool   `json:"count_only,omitempty"`
+	SortOrder string `json:"sort_order,omitempty"` // "DESCEND", or "" for key order
 }
 
 type putRequest struct {
