@@ -467,6 +467,11 @@ type deadlineReader struct {
 	frameDue  time.Time
 	frameMark uint64 // c.stats.FramesRead when frameDue was set
 	frameRead int    // bytes read since frameDue was set
+
+	// readAt is when the last Read returned: the arrival time of the
+	// frames it brought (the reader's; one clock read per read call, not
+	// per frame).
+	readAt time.Time
 }
 
 // dueLocked returns the read deadline that applies now (zero: none).
@@ -512,7 +517,9 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
-			return c.nc.Read(p)
+			n, err := c.nc.Read(p)
+			d.readAt = time.Now()
+			return n, err
 		}
 		due := d.dueLocked(time.Now())
 		if !due.Equal(d.set) {
@@ -521,6 +528,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 		}
 		c.mu.Unlock()
 		n, err := c.nc.Read(p)
+		d.readAt = time.Now()
 		d.frameRead += n
 		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
@@ -584,7 +592,10 @@ func (c *Conn) readLoop() {
 			}
 		}
 		c.mu.Lock()
-		c.lastRecv = time.Now()
+		c.lastRecv = c.dr.readAt
+		if c.lastRecv.IsZero() {
+			c.lastRecv = time.Now()
+		}
 		if pf, ok := f.(*frames.PingFrame); !ok || !pf.IsAck() {
 			// An answer to our heartbeat is not activity: the heartbeat
 			// would otherwise keep an idle connection open forever.

@@ -14,7 +14,9 @@ import (
 // copies the stack and costs about a microsecond per stream, more than
 // starting the goroutine. A worker keeps the stack it grew. Idle workers
 // wait most recently used first (their stacks and caches are warm); at
-// most MaxIdle wait, and those idle for IdleTimeout end. Close ends the
+// most MaxIdle wait, and those idle for IdleTimeout end (between one and
+// two IdleTimeouts: idleness is counted in cleanup rounds, so that parking
+// a worker reads no clock). Close ends the
 // idle ones and lets the busy ones end after their stream.
 //
 // A Workers is safe for concurrent use by any number of connections.
@@ -27,6 +29,7 @@ type Workers struct {
 
 	mu       sync.Mutex
 	idle     []*worker // oldest first; taken from the end
+	round    uint64    // cleanup rounds run so far
 	cleaning bool      // a cleanup is scheduled
 	closed   bool
 }
@@ -39,7 +42,7 @@ type handlerJob struct {
 type worker struct {
 	p        *Workers
 	jobs     chan handlerJob // cap 1; a zero job ends the worker
-	lastUsed time.Time
+	parkedIn uint64          // the cleanup round it went idle in
 }
 
 // run starts c's handler for s on an idle worker, or on a new goroutine.
@@ -78,7 +81,7 @@ func (p *Workers) park(w *worker) bool {
 	if p.closed || len(p.idle) >= p.maxIdle() {
 		return false
 	}
-	w.lastUsed = time.Now()
+	w.parkedIn = p.round
 	p.idle = append(p.idle, w)
 	if !p.cleaning {
 		p.cleaning = true
@@ -87,14 +90,15 @@ func (p *Workers) park(w *worker) bool {
 	return true
 }
 
-// clean ends the workers idle for longer than IdleTimeout, and schedules
-// itself again while any is idle.
+// clean runs every IdleTimeout while any worker is idle: it ends the
+// workers that went idle before the previous round, idle for at least
+// IdleTimeout.
 func (p *Workers) clean() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cutoff := time.Now().Add(-p.idleTimeout())
+	p.round++
 	n := 0
-	for n < len(p.idle) && p.idle[n].lastUsed.Before(cutoff) {
+	for n < len(p.idle) && p.idle[n].parkedIn+1 < p.round {
 		p.idle[n].jobs <- handlerJob{}
 		n++
 	}
