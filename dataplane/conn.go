@@ -582,7 +582,9 @@ func (c *Conn) readLoop() {
 			return
 		}
 	}
+	busy := false
 	for {
+		c.fr.KeepBuffer(busy)
 		f, err := c.fr.ReadFrame()
 		var decodeErr error
 		if err == nil || isStreamErr(err) {
@@ -629,6 +631,7 @@ func (c *Conn) readLoop() {
 			c.readers.Wait()
 		}
 		stop := c.closed || c.fatal
+		busy = c.peerActive+c.ownActive > 0
 		c.mu.Unlock()
 		if stop {
 			return

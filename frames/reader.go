@@ -76,6 +76,7 @@ type Reader struct {
 	// frames are big the pooled buffer is kept even when drained, so bulk
 	// DATA does not take and return it per frame.
 	lastBig bool
+	keep    bool  // KeepBuffer
 	err     error // sticky: an I/O error or a ConnError
 
 	data         DataFrame
@@ -181,8 +182,17 @@ func (r *Reader) Partial() bool { return r.wpos > r.rpos || r.contStream != 0 }
 // until its next small frame (a heartbeat PING, say), or until
 // ReleaseAll.
 func (r *Reader) Release() {
-	r.release(r.lastBig)
+	r.release(r.lastBig || r.keep)
 }
+
+// KeepBuffer says whether the Reader reads into a pooled buffer and keeps
+// it when drained (true: the connection is busy, more frames are coming
+// soon) or reads into its inline buffer when it can and gives a drained
+// pooled one back (false, the default: an idle connection pins no pool
+// memory). Reading into the small inline buffer would cut a busy
+// connection's reads into 256-byte pieces: more read calls, and a TLS
+// record's frames split over several of them.
+func (r *Reader) KeepBuffer(keep bool) { r.keep = keep }
 
 // ReleaseAll is Release that also gives back a drained buffer after big
 // frames: for a caller that knows the connection is going quiet.
@@ -304,7 +314,7 @@ func (r *Reader) next() (FrameHeader, []byte, error) {
 // It must only be called when no frame is live.
 func (r *Reader) fill(n int) error {
 	for r.wpos-r.rpos < n {
-		if r.rpos+n > len(r.buf) {
+		if r.rpos+n > len(r.buf) || (r.keep && r.pb == nil) {
 			r.makeRoom(n)
 		}
 		end := len(r.buf)
@@ -336,7 +346,7 @@ func (r *Reader) makeRoom(n int) {
 		want = max(n, bulkPooled)
 	}
 	shared := r.pb != nil && r.pb.Shared()
-	if n <= len(r.buf) && (r.pb == nil || len(r.buf) >= want) && !shared {
+	if n <= len(r.buf) && (r.pb == nil || len(r.buf) >= want) && !shared && !(r.keep && r.pb == nil) {
 		copy(r.buf, pending)
 	} else {
 		pb := bufpool.Get(want)

@@ -407,3 +407,58 @@ func TestSettingsFrame_Value(t *testing.T) {
 		t.Fatal("unknown setting not kept in order")
 	}
 }
+
+// readSizes records the room each Read is given.
+type readSizes struct {
+	src   io.Reader
+	rooms []int
+}
+
+func (r *readSizes) Read(p []byte) (int, error) {
+	r.rooms = append(r.rooms, len(p))
+	return r.src.Read(p)
+}
+
+// TestReader_KeepBuffer: a busy Reader (KeepBuffer) reads small frames
+// through a pooled buffer, in reads as big as it, and keeps it when
+// drained; an idle one reads them through its small inline buffer.
+func TestReader_KeepBuffer(t *testing.T) {
+	var stream []byte
+	for i := range 40 {
+		stream = append(stream, raw(FrameHeaders, FlagHeadersEndHeaders, uint32(2*i+1), make([]byte, 30))...)
+	}
+	for _, keep := range []bool{false, true} {
+		src := &readSizes{src: bytes.NewReader(stream)}
+		r := NewReader(src)
+		r.KeepBuffer(keep)
+		for range 40 {
+			if _, err := r.ReadFrame(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.Release()
+		if keep {
+			if r.pb == nil {
+				t.Error("busy: the drained pooled buffer was given back")
+			}
+			if src.rooms[0] < minPooled {
+				t.Errorf("busy: the first read had room for %d bytes, want a pooled buffer's %d", src.rooms[0], minPooled)
+			}
+			if len(src.rooms) != 1 {
+				t.Errorf("busy: %d reads for %d bytes, want 1", len(src.rooms), len(stream))
+			}
+			r.KeepBuffer(false)
+			r.Release()
+			if r.pb != nil {
+				t.Error("no longer busy: the drained pooled buffer is still held")
+			}
+		} else {
+			if r.pb != nil {
+				t.Error("idle: a pooled buffer is held after small frames")
+			}
+			if src.rooms[0] > inlineSize {
+				t.Errorf("idle: the first read had room for %d bytes, want the inline buffer's %d", src.rooms[0], inlineSize)
+			}
+		}
+	}
+}
