@@ -532,6 +532,40 @@ func (s *Stream) WriteHeaders(fields []hpack.HeaderField, endStream bool) error 
 	return nil
 }
 
+// WriteMessage queues the headers, the whole body (copied) and the end of
+// the stream in one step, so that they leave in one batch: a small
+// response goes out in one write and reaches the peer's reader whole. A
+// body larger than SendBuffer is written as Write would, waiting for room.
+func (s *Stream) WriteMessage(fields []hpack.HeaderField, body []byte) error {
+	c := s.c
+	c.mu.Lock()
+	if s.err != nil {
+		c.mu.Unlock()
+		return s.err
+	}
+	if s.hdrsSent || s.sendHdrsPending || s.sendEndPending {
+		c.mu.Unlock()
+		return ErrHeadersSent
+	}
+	s.sendHdrs.CopyFrom(fields)
+	s.sendHdrsPending = true
+	if len(body) > c.cfg.SendBuffer {
+		c.queueStreamLocked(s)
+		c.mu.Unlock()
+		if _, err := s.Write(body); err != nil {
+			return err
+		}
+		return s.CloseWrite()
+	}
+	if len(body) > 0 {
+		s.sq.write(body, sendChunkPayload(len(body), min(int(c.peer.maxFrameSize), maxChunkPayload)))
+	}
+	s.sendEndPending = true
+	c.queueStreamLocked(s)
+	c.mu.Unlock()
+	return nil
+}
+
 // Write queues body bytes, blocking while the stream's send buffer is full
 // (the peer's flow control decides how fast it drains).
 func (s *Stream) Write(p []byte) (int, error) {

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -409,4 +410,78 @@ func TestHeadKeepsContentLength(t *testing.T) {
 	if string(b) != "hello world\n" {
 		t.Fatalf("GET after HEAD: %q", b)
 	}
+}
+
+// rawOrigin answers every request on its connections with answer(path),
+// written as given (headers and body bytes, pauses between the parts),
+// then closes the connection if close is set.
+func rawOrigin(t *testing.T, answer func(path string) (parts []string, pause time.Duration, close bool)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					parts, pause, close := answer(req.URL.Path)
+					for i, p := range parts {
+						if i > 0 {
+							time.Sleep(pause)
+						}
+						if _, err := io.WriteString(c, p); err != nil {
+							return
+						}
+					}
+					if close {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// A small body with a Content-Length is read whole before the response
+// goes down the tunnel: one that arrives late still arrives whole, and one
+// the origin cuts short becomes the edge's 502, not a 200 with half a body.
+func TestSmallBodyLateOrCut(t *testing.T) {
+	originURL := rawOrigin(t, func(path string) ([]string, time.Duration, bool) {
+		switch path {
+		case "/late":
+			return []string{"HTTP/1.1 200 OK\r\nContent-Length: 11\r\nContent-Type: text/plain\r\n\r\n", "hello", " world"}, 200 * time.Millisecond, false
+		default: // "/cut"
+			return []string{"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: text/plain\r\n\r\n" + strings.Repeat("x", 50)}, 0, true
+		}
+	})
+	tn := startTunnel(t, connOptions{originURL: originURL})
+	resp, err := tn.client.Get(tn.url("/late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || string(body) != "hello world" {
+		t.Fatalf("/late: %d %q %v", resp.StatusCode, body, err)
+	}
+	before := tn.conn.scrape().get("culvert_connector_errors_total", "kind", "origin_error")
+	resp, err = tn.client.Get(tn.url("/cut"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectError(t, resp, 502, "")
+	expectCounterMoves(t, "connector", tn.conn.scrape, before, 1, "culvert_connector_errors_total", "kind", "origin_error")
 }
