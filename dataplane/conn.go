@@ -101,8 +101,10 @@ type Conn struct {
 	closeAfter  bool   // close once the batch holding our GOAWAY is written
 	closed      bool
 	closeErr    error
-	readerDone  bool // the reader goroutine has exited
-	fatal       bool // a connection error: process no more frames
+	readerDone  bool      // the reader goroutine has exited
+	inRead      bool      // the reader is in a socket read (OnResponse news waits for it otherwise)
+	notifyQ     []*Stream // streams with OnResponse news, run by the reader
+	fatal       bool      // a connection error: process no more frames
 	lastRecv    time.Time
 	activeAt    time.Time // last frame other than a PING ACK, or end of the last stream
 	pingSent    [8]byte
@@ -515,6 +517,13 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 	c := d.c
 	for {
 		c.mu.Lock()
+		if len(c.notifyQ) > 0 {
+			// Every frame read so far is processed: tell the streams
+			// with news before waiting for more.
+			c.mu.Unlock()
+			c.deliverNotify()
+			c.mu.Lock()
+		}
 		if c.closed {
 			c.mu.Unlock()
 			n, err := c.nc.Read(p)
@@ -526,6 +535,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 			c.nc.SetReadDeadline(due)
 			d.set = due
 		}
+		c.inRead = true // until the reader takes c.mu again
 		c.mu.Unlock()
 		n, err := c.nc.Read(p)
 		d.readAt = time.Now()
@@ -569,6 +579,7 @@ func (c *Conn) readLoop() {
 			err = frames.ConnError{Code: frames.ErrCodeProtocol, Reason: "preface not followed by SETTINGS"}
 		}
 		c.mu.Lock()
+		c.inRead = false
 		c.dr.prefaceDue = time.Time{}
 		if err == nil {
 			c.activeAt = time.Now()
@@ -594,6 +605,7 @@ func (c *Conn) readLoop() {
 			}
 		}
 		c.mu.Lock()
+		c.inRead = false
 		c.lastRecv = c.dr.readAt
 		if c.lastRecv.IsZero() {
 			c.lastRecv = time.Now()
@@ -790,7 +802,7 @@ func (c *Conn) onDataLocked(f *frames.DataFrame) {
 		} else {
 			s.rbuf.write(data, recvChunkPayload(len(data), f.StreamEnded()))
 		}
-		s.readWait.Broadcast()
+		s.wakeReaderLocked()
 	}
 	if f.StreamEnded() {
 		c.endRecvLocked(s)
@@ -817,7 +829,7 @@ func (c *Conn) endRecvLocked(s *Stream) {
 		return
 	}
 	s.recvEnd = true
-	s.readWait.Broadcast()
+	s.wakeReaderLocked()
 	c.maybeCloseStreamLocked(s)
 }
 
@@ -953,7 +965,7 @@ func (c *Conn) onHeadersOpenStreamLocked(s *Stream, f *frames.HeadersFrame, tooL
 		}
 		s.recvHdrs.CopyFrom(c.decoded)
 		s.hdrsReady = true
-		s.readWait.Broadcast()
+		s.wakeReaderLocked()
 		if f.StreamEnded() {
 			c.endRecvLocked(s)
 		}
@@ -1294,6 +1306,7 @@ func (c *Conn) lingerLocked() {
 // sends until the writer has sent our GOAWAY and half-closed (the linger
 // deadline then ends the wait), and closes the connection.
 func (c *Conn) readerExit() {
+	defer c.deliverNotify() // closeLocked below gave every stream its error
 	c.fr.ReleaseAll()
 	c.mu.Lock()
 	if !c.closed {

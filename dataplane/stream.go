@@ -217,6 +217,12 @@ type Stream struct {
 	removed     bool
 	handlerDone bool
 	userDone    bool // handler returned, or Release called: recyclable
+
+	notify       func() // client role: OnResponse's callback, until it runs
+	notifyQueued bool   // in c.notifyQ
+	detached     bool   // server role: the handler handed the stream over (Detach)
+	returned     bool   // server role: the handler returned
+	finishLater  bool   // Finish came before the handler returned
 }
 
 // ID returns the stream identifier.
@@ -307,7 +313,7 @@ func (c *Conn) resetStreamLocked(s *Stream, err error) {
 	}
 	s.rbuf.reset()
 	s.sq.reset()
-	s.readWait.Broadcast()
+	s.wakeReaderLocked()
 	s.writeWait.Broadcast()
 	c.removeStreamLocked(s)
 }
@@ -341,7 +347,7 @@ func (c *Conn) removeStreamLocked(s *Stream) {
 
 // maybeRecycleLocked returns s to the pool once nobody refers to it.
 func (c *Conn) maybeRecycleLocked(s *Stream) {
-	if !s.removed || !s.userDone || s.queued || c.writing == s {
+	if !s.removed || !s.userDone || s.queued || c.writing == s || s.notifyQueued {
 		return
 	}
 	s.rbuf.reset()
@@ -368,50 +374,146 @@ func (s *Stream) Release() {
 	if !s.removed {
 		c.resetStreamLocked(s, ResetError{Code: frames.ErrCodeCancel})
 	}
+	s.notify = nil
 	s.userDone = true
 	c.maybeRecycleLocked(s)
 	c.mu.Unlock()
 }
 
+// OnResponse (client role) asks for fn to be called once there is news
+// for the receiving side: the response headers arrived, or the stream
+// failed (fn sees which through the non-blocking calls: Headers after a
+// check of BodyState, or ReadHeaders, which then returns at once). Later
+// news of the same stream (more body) is not reported: fn takes over with
+// the usual blocking calls if the response is not complete.
+//
+// fn runs on the connection's reader goroutine once the frames read so far
+// are processed (or at once on the caller's, if the news is already in),
+// without the connection's lock held. It must not block: it may write to
+// other streams' send queues within their SendBuffer, release this stream,
+// and start goroutines for longer work.
+func (s *Stream) OnResponse(fn func()) {
+	c := s.c
+	c.mu.Lock()
+	if s.hdrsReady || s.err != nil {
+		c.mu.Unlock()
+		fn()
+		return
+	}
+	s.notify = fn
+	c.mu.Unlock()
+}
+
+// wakeReaderLocked wakes the stream's blocked reader, and queues its
+// OnResponse callback.
+func (s *Stream) wakeReaderLocked() {
+	s.readWait.Broadcast()
+	if s.notify == nil || s.notifyQueued {
+		return
+	}
+	c := s.c
+	s.notifyQueued = true
+	c.notifyQ = append(c.notifyQ, s)
+	if c.inRead || c.readerDone {
+		// The reader will not get to it soon (news from another
+		// goroutine while it waits for the socket, or after it ended).
+		go c.deliverNotify()
+	}
+}
+
+// deliverNotify runs the queued OnResponse callbacks (not under c.mu).
+func (c *Conn) deliverNotify() {
+	c.mu.Lock()
+	q := c.notifyQ
+	c.notifyQ = nil
+	fns := make([]func(), 0, len(q))
+	for _, s := range q {
+		s.notifyQueued = false
+		if s.notify != nil {
+			fns = append(fns, s.notify)
+			s.notify = nil
+		}
+		c.maybeRecycleLocked(s)
+	}
+	c.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// Detach (server role, in the handler) hands the stream over to the
+// caller: when the handler returns the stream stays as it is, still
+// counted as being handled, until Finish is called. It lets a handler
+// hand a request to a callback (such as OnResponse's) instead of waiting.
+func (s *Stream) Detach() {
+	c := s.c
+	c.mu.Lock()
+	s.detached = true
+	c.mu.Unlock()
+}
+
+// Finish completes a detached stream as a returning handler's would be:
+// the response ends (or is reset if no headers were written), and the
+// stream may not be used afterwards.
+func (s *Stream) Finish() {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !s.returned {
+		s.finishLater = true // the handler is still on its way out
+		return
+	}
+	c.finishHandlerLocked(s)
+}
+
 // runHandler runs the handler for a peer-opened stream and finishes the
-// stream after it returns.
+// stream after it returns (unless the handler detached it).
 func (c *Conn) runHandler(s *Stream) {
 	defer func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		c.handlers--
-		s.handlerDone = true
-		defer func() {
-			s.userDone = true
-			c.maybeRecycleLocked(s)
-		}()
-		s.readClosed = true
-		if s.err == nil {
-			switch {
-			case !s.hdrsSent && !s.sendHdrsPending:
-				c.resetStreamLocked(s, ResetError{Code: frames.ErrCodeInternal})
-			case !s.sendEndPending:
-				s.sendEndPending = true
-				c.queueStreamLocked(s)
-			}
-			if s.err == nil && !s.recvEnd && s.recvd > 0 {
-				// §8.1: the response is complete but the request body is
-				// not; tell the client to stop sending. Only when body
-				// bytes are flowing: a request that merely lacks END_STREAM
-				// keeps its stream (its window still tracked, its
-				// content-length still checked) until the client ends it or
-				// sends DATA (see onDataLocked), bounded by
-				// MAX_CONCURRENT_STREAMS.
-				s.rstAfterEnd = true
-				if s.rbuf.n > 0 {
-					c.returnConnCreditLocked(s.rbuf.n)
-					s.rbuf.reset()
-				}
-				c.queueStreamLocked(s)
-			}
+		s.returned = true
+		if s.detached && !s.finishLater {
+			return // Finish will
 		}
+		c.finishHandlerLocked(s)
 	}()
 	c.cfg.Handler.ServeStream(s)
+}
+
+// finishHandlerLocked ends a peer-opened stream once its handler is done.
+func (c *Conn) finishHandlerLocked(s *Stream) {
+	c.handlers--
+	s.handlerDone = true
+	defer func() {
+		s.userDone = true
+		c.maybeRecycleLocked(s)
+	}()
+	s.readClosed = true
+	if s.err == nil {
+		switch {
+		case !s.hdrsSent && !s.sendHdrsPending:
+			c.resetStreamLocked(s, ResetError{Code: frames.ErrCodeInternal})
+		case !s.sendEndPending:
+			s.sendEndPending = true
+			c.queueStreamLocked(s)
+		}
+		if s.err == nil && !s.recvEnd && s.recvd > 0 {
+			// §8.1: the response is complete but the request body is
+			// not; tell the client to stop sending. Only when body
+			// bytes are flowing: a request that merely lacks END_STREAM
+			// keeps its stream (its window still tracked, its
+			// content-length still checked) until the client ends it or
+			// sends DATA (see onDataLocked), bounded by
+			// MAX_CONCURRENT_STREAMS.
+			s.rstAfterEnd = true
+			if s.rbuf.n > 0 {
+				c.returnConnCreditLocked(s.rbuf.n)
+				s.rbuf.reset()
+			}
+			c.queueStreamLocked(s)
+		}
+	}
 }
 
 // Headers returns the received headers: the request (server role) or the

@@ -35,8 +35,9 @@ type Workers struct {
 }
 
 type handlerJob struct {
-	c *Conn
-	s *Stream
+	c  *Conn
+	s  *Stream
+	fn func() // Go's jobs: instead of a handler
 }
 
 type worker struct {
@@ -45,30 +46,40 @@ type worker struct {
 	parkedIn uint64          // the cleanup round it went idle in
 }
 
+// Go runs fn on an idle worker, or on a new goroutine; it never blocks.
+// It suits the work a handler hands over (see Stream.Detach).
+func (p *Workers) Go(fn func()) { p.start(handlerJob{fn: fn}) }
+
 // run starts c's handler for s on an idle worker, or on a new goroutine.
 // The caller holds c.mu (onHeadersLocked); run never blocks.
-func (p *Workers) run(c *Conn, s *Stream) {
+func (p *Workers) run(c *Conn, s *Stream) { p.start(handlerJob{c: c, s: s}) }
+
+func (p *Workers) start(j handlerJob) {
 	p.mu.Lock()
 	if n := len(p.idle); n > 0 {
 		w := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		w.jobs <- handlerJob{c, s}
+		w.jobs <- j
 		return
 	}
 	p.mu.Unlock()
 	w := &worker{p: p, jobs: make(chan handlerJob, 1)}
-	go w.loop(handlerJob{c, s})
+	go w.loop(j)
 }
 
 func (w *worker) loop(j handlerJob) {
 	for {
-		j.c.runHandler(j.s)
+		if j.fn != nil {
+			j.fn()
+		} else {
+			j.c.runHandler(j.s)
+		}
 		if !w.p.park(w) {
 			return
 		}
-		if j = <-w.jobs; j.c == nil {
+		if j = <-w.jobs; j.c == nil && j.fn == nil {
 			return
 		}
 	}

@@ -190,7 +190,7 @@ func (c *Conn) writeStreamLocked(s *Stream) bool {
 				c.stats.ResetsSent++
 				c.noteResetLocked(s.id)
 				s.err = ResetError{Code: frames.ErrCodeNo}
-				s.readWait.Broadcast()
+				s.wakeReaderLocked()
 				c.removeStreamLocked(s)
 				return true
 			}

@@ -133,79 +133,187 @@ func encodingValue(enc string) []byte {
 	return strGzip
 }
 
+// proxied is one visitor request on its way through the tunnel: what the
+// response half needs, on whichever goroutine it runs.
+type proxied struct {
+	h       *h2Handler
+	vs, ts  *dataplane.Stream
+	t       *tunnelConn
+	rf      *reqFields
+	fields  []hpack.HeaderField // the tunnel request (in rf)
+	method  []byte              // in vs's headers
+	host    []byte              // in hostBuf
+	hasBody bool
+	retries int
+	up      *upload
+	start   time.Time
+	hostBuf [256]byte
+}
+
+var proxiedPool = sync.Pool{New: func() any { return new(proxied) }}
+
+func (p *proxied) free() {
+	if p.rf != nil {
+		reqFieldsPool.Put(p.rf)
+	}
+	*p = proxied{}
+	proxiedPool.Put(p)
+}
+
+// inlineMaxBody: a response whose body is all in by the time its headers
+// are read, and no bigger than this, is relayed by the tunnel
+// connection's reader itself (see onResponse); it fits a fresh visitor
+// stream's send queue, so relaying it never waits.
+const inlineMaxBody = 64 << 10
+
 // ServeStream proxies one visitor stream through the tunnel of its
-// :authority.
+// :authority. A request without a body is handed to the tunnel stream's
+// OnResponse callback once sent, instead of waiting for the answer here:
+// a small answer is then relayed without a goroutine switch, a bigger one
+// by a worker.
 func (h *h2Handler) ServeStream(vs *dataplane.Stream) {
 	e := h.e
 	m := e.metrics
 	m.requests.Inc()
 	m.h2Requests.Inc()
-	start := time.Now()
+	p := proxiedPool.Get().(*proxied)
+	p.h, p.vs, p.start = h, vs, time.Now()
 	req := vs.Headers()
-	method := req.Get(":method")
+	p.method = req.Get(":method")
 	authority := req.Get(":authority")
 	if authority == nil {
 		authority = req.Get("host")
 	}
-	var hostBuf [256]byte
-	host := hostOf(append(hostBuf[:0], authority...))
+	p.host = hostOf(append(p.hostBuf[:0], authority...))
 	protocol := req.Get(":protocol")
-	ws := string(method) == "CONNECT" && string(protocol) == "websocket"
-	if string(method) == "CONNECT" && !ws {
+	ws := string(p.method) == "CONNECT" && string(protocol) == "websocket"
+	if string(p.method) == "CONNECT" && !ws {
 		m.errBadRequest.Inc()
 		h.respond(vs, 405, tunnel.ErrorBadRequest, "CONNECT is not supported here (only websockets, RFC 8441)")
+		p.free()
 		return
 	}
-	t := e.reg.pick(host)
+	t := e.reg.pick(p.host)
 	if t == nil {
-		status, kind, text := e.noRoute(host)
+		status, kind, text := e.noRoute(p.host)
 		h.respond(vs, status, kind, text)
+		p.free()
 		return
 	}
 
-	rf := reqFieldsPool.Get().(*reqFields)
-	rf.reset()
-	defer reqFieldsPool.Put(rf)
-	h.requestFields(vs, rf, ws)
-	fields := rf.build()
+	p.rf = reqFieldsPool.Get().(*reqFields)
+	p.rf.reset()
+	h.requestFields(vs, p.rf, ws)
+	p.fields = p.rf.build()
 
 	buffered, ended := vs.BodyState()
-	hasBody := !ws && !(ended && buffered == 0)
-	retries := 0
-open:
-	t, ts, err := e.openStream(host, t, fields, !hasBody && !ws)
-	if err != nil {
-		m.errTunnel.Inc()
-		h.respond(vs, 530, tunnel.ErrorTunnelOffline, "the tunnel connection failed")
+	p.hasBody = !ws && !(ended && buffered == 0)
+	if !p.open(t, !p.hasBody && !ws) {
+		p.free()
 		return
 	}
-	if ws {
-		h.serveWebsocket(vs, t, ts, start)
+	switch {
+	case ws:
+		h.serveWebsocket(vs, p.t, p.ts, p.start)
+	case p.hasBody:
+		p.up = startUpload(p.ts, vs, m)
+		p.relay()
+	default:
+		vs.Detach()
+		p.ts.OnResponse(p.onResponse)
 		return
 	}
-	var up *upload
-	if hasBody {
-		up = startUpload(ts, vs, m)
-	}
-	hdrs, err := ts.ReadHeaders(streamCtx)
+	p.free()
+}
+
+// open opens the tunnel stream on t (or another connection of the host),
+// or answers 530.
+func (p *proxied) open(t *tunnelConn, endStream bool) bool {
+	e := p.h.e
+	t, ts, err := e.openStream(p.host, t, p.fields, endStream)
 	if err != nil {
-		e.finishFailed(t, ts, up)
-		if t = e.retryOn(host, err, method, hasBody, &retries); t != nil {
-			goto open
+		e.metrics.errTunnel.Inc()
+		p.h.respond(p.vs, 530, tunnel.ErrorTunnelOffline, "the tunnel connection failed")
+		return false
+	}
+	p.t, p.ts = t, ts
+	return true
+}
+
+// onResponse runs on the tunnel connection's reader when the response
+// headers are in or the stream failed (OnResponse): a complete, small,
+// uncompressed answer is relayed at once; anything else goes to a worker,
+// which waits as a handler would.
+func (p *proxied) onResponse() {
+	if hdrs, err := p.ts.ReadHeaders(doneCtx); err == nil {
+		buffered, ended := p.ts.BodyState()
+		if enc := p.encoding(hdrs); ended && buffered <= inlineMaxBody && enc == "" {
+			p.respond(hdrs, enc)
+			p.vs.Finish()
+			p.free()
+			return
 		}
-		m.errTunnel.Inc()
-		h.respond(vs, 502, tunnel.ErrorOrigin, "the tunnel stream failed")
-		return
 	}
+	p.h.e.h2workers.Go(func() {
+		p.relay()
+		p.vs.Finish()
+		p.free()
+	})
+}
+
+// doneCtx is a context that has ended: ReadHeaders with it does not wait.
+var doneCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// relay waits for the response headers (moving a request that failed
+// before them to another tunnel connection when that is safe) and relays
+// the response.
+func (p *proxied) relay() {
+	e := p.h.e
+	for {
+		hdrs, err := p.ts.ReadHeaders(streamCtx)
+		if err == nil {
+			p.respond(hdrs, p.encoding(hdrs))
+			return
+		}
+		e.finishFailed(p.t, p.ts, p.up)
+		p.up = nil
+		t := e.retryOn(p.host, err, p.method, p.hasBody, &p.retries)
+		if t == nil {
+			e.metrics.errTunnel.Inc()
+			p.h.respond(p.vs, 502, tunnel.ErrorOrigin, "the tunnel stream failed")
+			return
+		}
+		if !p.open(t, !p.hasBody) {
+			return
+		}
+	}
+}
+
+// encoding is the compression the edge applies to the response ("" for
+// none).
+func (p *proxied) encoding(hdrs *dataplane.HeaderList) string {
+	status := statusOf(hdrs)
+	if string(p.method) == "HEAD" || status == 204 || status == 304 {
+		return ""
+	}
+	return compressionFor(p.vs.Headers().Get("accept-encoding"), p.method, status, hdrs.Get)
+}
+
+// respond relays the response whose headers are hdrs to the visitor,
+// compressed with enc (p.encoding), and ends the request. It waits only
+// for body bytes still to come.
+func (p *proxied) respond(hdrs *dataplane.HeaderList, enc string) {
+	e, vs, ts := p.h.e, p.vs, p.ts
+	m := e.metrics
 	status := statusOf(hdrs)
 	m.status(status)
-	noBody := string(method) == "HEAD" || status == 204 || status == 304
-	enc := ""
-	if !noBody {
-		enc = compressionFor(req.Get("accept-encoding"), method, status, hdrs.Get)
-	}
-	rf.resp = responseFields(rf.resp[:0], hdrs, enc)
-	out := rf.resp
+	noBody := string(p.method) == "HEAD" || status == 204 || status == 304
+	p.rf.resp = responseFields(p.rf.resp[:0], hdrs, enc)
+	out := p.rf.resp
 	tsBuffered, tsEnded := ts.BodyState()
 	if noBody || (tsEnded && tsBuffered == 0 && enc == "") {
 		err := vs.WriteHeaders(out, len(ts.Trailers().Fields()) == 0)
@@ -215,12 +323,12 @@ open:
 		if err != nil {
 			m.errVisitorGone.Inc()
 		}
-		e.finish(t, ts, up, start, 0)
+		e.finish(p.t, ts, p.up, p.start, 0)
 		return
 	}
 	if err := vs.WriteHeaders(out, false); err != nil {
 		m.errVisitorGone.Inc()
-		e.finishFailed(t, ts, up)
+		e.finishFailed(p.t, ts, p.up)
 		return
 	}
 	var body io.Reader = ts
@@ -238,17 +346,17 @@ open:
 	case readErr != nil:
 		m.errTunnel.Inc()
 		vs.Reset(frames.ErrCodeInternal)
-		e.finishFailed(t, ts, up)
+		e.finishFailed(p.t, ts, p.up)
 		return
 	case writeErr != nil:
 		m.errVisitorGone.Inc()
-		e.finishFailed(t, ts, up)
+		e.finishFailed(p.t, ts, p.up)
 		return
 	}
 	if tr := ts.Trailers(); len(tr.Fields()) > 0 {
 		vs.WriteTrailers(trailerFields(tr))
 	}
-	e.finish(t, ts, up, start, n)
+	e.finish(p.t, ts, p.up, p.start, n)
 }
 
 // requestFields builds the tunnel request from a visitor's HTTP/2 request:
