@@ -1484,7 +1484,7 @@ func (s *EtcdStore) recentAuditAt(ctx context.Context, accountID string, limit i
 	}
 	out := make([]AuditEvent, 0, len(kvs))
 	for _, kv := range kvs {
-		e, err := decodeAudit(string(kv.Key), kv.Value)
+		e, err := decodeAudit(kv.Key, kv.Value, false)
 		if err != nil {
 			return nil, err
 		}
@@ -1504,9 +1504,9 @@ func (s *EtcdStore) ListAudit(accountID string, afterSeq uint64, limit int) ([]A
 	defer cancel()
 	var out []AuditEvent
 	decode := func(kv *etcdv3.KeyValue) error {
-		var e AuditEvent
-		if err := json.Unmarshal(kv.Value, &e); err != nil {
-			return fmt.Errorf("control: decode audit %s: %w", kv.Key, err)
+		e, err := decodeAudit(kv.Key, kv.Value, false)
+		if err != nil {
+			return err
 		}
 		out = append(out, e)
 		return nil

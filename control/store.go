@@ -1289,20 +1289,18 @@ func (s *BoltStore) AppendAudit(e AuditEvent) (AuditEvent, error) {
 // errAuditLimit: RecentAudit reads a bounded number of events.
 var errAuditLimit = errors.New("control: RecentAudit needs a limit above 0")
 
-// decodeAudit decodes the audit event stored under name.
-func decodeAudit(name string, v []byte) (AuditEvent, error) {
+// decodeAudit decodes the audit event stored under key: a bbolt Seq key
+// (seqKey) or an etcd key, as the error names it.
+func decodeAudit(key, v []byte, boltKey bool) (AuditEvent, error) {
 	var e AuditEvent
 	if err := json.Unmarshal(v, &e); err != nil {
+		name := string(key)
+		if boltKey && len(key) == 8 {
+			name = strconv.FormatUint(binary.BigEndian.Uint64(key), 10)
+		}
 		return e, fmt.Errorf("control: decode audit %s: %w", name, err)
 	}
 	return e, nil
-}
-
-func boltSeqName(k []byte) string {
-	if len(k) != 8 {
-		return fmt.Sprintf("%x", k)
-	}
-	return strconv.FormatUint(binary.BigEndian.Uint64(k), 10)
 }
 
 // RecentAudit returns the newest limit events of the account ("" = all
@@ -1317,7 +1315,7 @@ func (s *BoltStore) RecentAudit(accountID string, limit int) ([]AuditEvent, erro
 		if accountID == "" {
 			c := b.Cursor()
 			for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
-				e, err := decodeAudit(boltSeqName(k), v)
+				e, err := decodeAudit(k, v, true)
 				if err != nil {
 					return err
 				}
@@ -1342,7 +1340,7 @@ func (s *BoltStore) RecentAudit(accountID string, limit int) ([]AuditEvent, erro
 			if v == nil {
 				return fmt.Errorf("control: audit %x: %w", seq, ErrNotFound)
 			}
-			e, err := decodeAudit(boltSeqName(seq), v)
+			e, err := decodeAudit(seq, v, true)
 			if err != nil {
 				return err
 			}
@@ -1363,9 +1361,9 @@ func (s *BoltStore) ListAudit(accountID string, afterSeq uint64, limit int) ([]A
 	var out []AuditEvent
 	full := func() bool { return limit > 0 && len(out) >= limit }
 	decode := func(k, v []byte) error {
-		var e AuditEvent
-		if err := json.Unmarshal(v, &e); err != nil {
-			return fmt.Errorf("control: decode audit %d: %w", binary.BigEndian.Uint64(k), err)
+		e, err := decodeAudit(k, v, true)
+		if err != nil {
+			return err
 		}
 		out = append(out, e)
 		return nil

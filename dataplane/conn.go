@@ -104,6 +104,7 @@ type Conn struct {
 	readerDone  bool      // the reader goroutine has exited
 	inRead      bool      // the reader is in a socket read (OnResponse news waits for it otherwise)
 	notifyQ     []*Stream // streams with OnResponse news, run by the reader
+	notifyFns   []func()  // deliverNotify's buffer, reused (nil while one delivers)
 	fatal       bool      // a connection error: process no more frames
 	lastRecv    time.Time
 	activeAt    time.Time // last frame other than a PING ACK, or end of the last stream

@@ -422,23 +422,32 @@ func (s *Stream) wakeReaderLocked() {
 }
 
 // deliverNotify runs the queued OnResponse callbacks (not under c.mu).
+// The callbacks are collected in c.notifyFns, taken for the delivery and
+// given back after it, so that a busy reader allocates nothing here.
 func (c *Conn) deliverNotify() {
 	c.mu.Lock()
-	q := c.notifyQ
-	c.notifyQ = nil
-	fns := make([]func(), 0, len(q))
-	for _, s := range q {
+	fns := c.notifyFns[:0]
+	c.notifyFns = nil
+	for i, s := range c.notifyQ {
 		s.notifyQueued = false
 		if s.notify != nil {
 			fns = append(fns, s.notify)
 			s.notify = nil
 		}
+		c.notifyQ[i] = nil
 		c.maybeRecycleLocked(s)
 	}
+	c.notifyQ = c.notifyQ[:0]
 	c.mu.Unlock()
 	for _, fn := range fns {
 		fn()
 	}
+	clear(fns)
+	c.mu.Lock()
+	if c.notifyFns == nil {
+		c.notifyFns = fns[:0]
+	}
+	c.mu.Unlock()
 }
 
 // Detach (server role, in the handler) hands the stream over to the

@@ -10,7 +10,6 @@ import (
 	"hash"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -417,11 +416,7 @@ func TestHeadKeepsContentLength(t *testing.T) {
 // then closes the connection if close is set.
 func rawOrigin(t *testing.T, answer func(path string) (parts []string, pause time.Duration, close bool)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := listen(t)
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -148,15 +148,29 @@ type proxied struct {
 	up      *upload
 	start   time.Time
 	hostBuf [256]byte
+
+	// p.onResponse and p.relayAndFinish as func values, made once per
+	// pooled proxied instead of once per request.
+	onResp, slow func()
 }
 
-var proxiedPool = sync.Pool{New: func() any { return new(proxied) }}
+var proxiedPool sync.Pool // *proxied
+
+func getProxied() *proxied {
+	if p, _ := proxiedPool.Get().(*proxied); p != nil {
+		return p
+	}
+	p := new(proxied)
+	p.onResp, p.slow = p.onResponse, p.relayAndFinish
+	return p
+}
 
 func (p *proxied) free() {
 	if p.rf != nil {
 		reqFieldsPool.Put(p.rf)
 	}
-	*p = proxied{}
+	onResp, slow := p.onResp, p.slow
+	*p = proxied{onResp: onResp, slow: slow}
 	proxiedPool.Put(p)
 }
 
@@ -176,7 +190,7 @@ func (h *h2Handler) ServeStream(vs *dataplane.Stream) {
 	m := e.metrics
 	m.requests.Inc()
 	m.h2Requests.Inc()
-	p := proxiedPool.Get().(*proxied)
+	p := getProxied()
 	p.h, p.vs, p.start = h, vs, time.Now()
 	req := vs.Headers()
 	p.method = req.Get(":method")
@@ -220,7 +234,7 @@ func (h *h2Handler) ServeStream(vs *dataplane.Stream) {
 		p.relay()
 	default:
 		vs.Detach()
-		p.ts.OnResponse(p.onResponse)
+		p.ts.OnResponse(p.onResp)
 		return
 	}
 	p.free()
@@ -254,11 +268,14 @@ func (p *proxied) onResponse() {
 			return
 		}
 	}
-	p.h.e.h2workers.Go(func() {
-		p.relay()
-		p.vs.Finish()
-		p.free()
-	})
+	p.h.e.h2workers.Go(p.slow)
+}
+
+// relayAndFinish is onResponse's fallback, on a worker.
+func (p *proxied) relayAndFinish() {
+	p.relay()
+	p.vs.Finish()
+	p.free()
 }
 
 // doneCtx is a context that has ended: ReadHeaders with it does not wait.
